@@ -1,0 +1,278 @@
+"""Build the exchanged SBML files from the Antimony sources and tables in ``models/``.
+
+Pipeline (deterministic: same sources -> byte-identical files)::
+
+    models/*.ant + parameters.tsv  --antimony-->  SBML L3V2
+    + units.tsv, annotations.tsv, proteins.tsv   (units, SBO terms, identifiers.org)
+    + drug-free steady state written as the initial values
+    + libsbml validation (no errors, no unit warnings)   -->  sbml/ketamine_cascade_<species>.xml
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import antimony
+import libsbml
+
+from analysis.io import write_text_atomic
+from analysis.paths import MODELS, SBML_DIR, SPECIES, sbml_path
+from analysis.tables import (
+    Parameter,
+    TableError,
+    read_annotations,
+    read_parameters,
+    read_proteins,
+    read_units,
+)
+
+#: Antimony modules (defined once, instantiated in the fragments) and the
+#: fragments composed, in order, into each species' model.  One file per stage.
+MODULES = ["nmda_receptor.ant"]
+FRAGMENTS = {
+    "human": ["pk_human.ant", "brain_exposure.ant", "circuit.ant", "glutamate_ampa.ant",
+              "signalling.ant", "synaptogenesis.ant", "outputs.ant"],
+    "rat": ["pk_rat.ant", "brain_exposure.ant", "circuit.ant", "glutamate_ampa.ant",
+            "signalling.ant", "synaptogenesis.ant", "outputs.ant"],
+}
+MODEL_UNITS = {"substance": "umol", "extent": "umol", "time": "second", "volume": "litre"}
+QUALIFIERS = {
+    "is": libsbml.BQB_IS,
+    "isVersionOf": libsbml.BQB_IS_VERSION_OF,
+    "hasPart": libsbml.BQB_HAS_PART,
+    "occursIn": libsbml.BQB_OCCURS_IN,
+    "isHomologTo": libsbml.BQB_IS_HOMOLOG_TO,
+}
+#: Significant digits kept for the computed steady-state initial values.
+SS_DIGITS = 12
+
+
+class BuildError(RuntimeError):
+    """The model could not be built into valid, consistent SBML."""
+
+
+def model_id(species: str) -> str:
+    return f"ketamine_cascade_{species}"
+
+
+def antimony_source(species: str, params: dict[str, Parameter] | None = None) -> str:
+    """The complete Antimony text of one species' model (modules, fragments, parameter values)."""
+    if species not in SPECIES:
+        raise ValueError(f"unknown species {species!r}; expected one of {SPECIES}")
+    params = params if params is not None else read_parameters(species)
+    parts = [(MODELS / f).read_text(encoding="utf-8") for f in MODULES]
+    parts.append(f"model {model_id(species)}()")
+    for f in FRAGMENTS[species]:
+        parts.append(f"// ---- {f} ----\n" + (MODELS / f).read_text(encoding="utf-8"))
+    parts.append("// ---- parameters.tsv ----")
+    parts.extend(f"{p.id} = {p.value!r}" for p in params.values())
+    parts.append("end\n")
+    return "\n".join(parts)
+
+
+def antimony_to_sbml(source: str, mid: str) -> libsbml.SBMLDocument:
+    """Translate Antimony text to a flattened SBML L3V2 document."""
+    antimony.clearPreviousLoads()
+    if antimony.loadAntimonyString(source) < 0:
+        raise BuildError(f"Antimony error: {antimony.getLastError()}")
+    sbml = antimony.getSBMLString(mid)
+    if not sbml:
+        raise BuildError(f"Antimony produced no SBML for {mid}: {antimony.getLastError()}")
+    doc = libsbml.readSBMLFromString(sbml)
+    if doc.getNumErrors(libsbml.LIBSBML_SEV_ERROR) + doc.getNumErrors(libsbml.LIBSBML_SEV_FATAL):
+        raise BuildError(f"Antimony output is not valid SBML: {doc.getErrorLog().toString()}")
+    return doc
+
+
+def _check(code: int, what: str) -> None:
+    if code != libsbml.LIBSBML_OPERATION_SUCCESS:
+        raise BuildError(f"libsbml failed to {what}: {libsbml.OperationReturnValue_toString(code)}")
+
+
+def add_unit_definitions(model: libsbml.Model) -> None:
+    """Replace Antimony's unit definitions by those of ``units.tsv``."""
+    while model.getNumUnitDefinitions():
+        model.removeUnitDefinition(0)
+    for uid, terms in read_units().items():
+        ud = model.createUnitDefinition()
+        _check(ud.setId(uid), f"set unit id {uid}")
+        for kind, exp, scale, mult in terms:
+            u = ud.createUnit()
+            u.setKind(libsbml.UnitKind_forName(kind))
+            u.setExponent(exp)
+            u.setScale(scale)
+            u.setMultiplier(mult)
+    model.setSubstanceUnits(MODEL_UNITS["substance"])
+    model.setExtentUnits(MODEL_UNITS["extent"])
+    model.setTimeUnits(MODEL_UNITS["time"])
+    model.setVolumeUnits(MODEL_UNITS["volume"])
+
+
+def _uri(token: str, species: str, proteins: dict[str, dict[str, str]]) -> str:
+    def sub(m: re.Match) -> str:
+        sym = m.group(1)
+        if sym not in proteins:
+            raise TableError(f"annotations.tsv: unknown protein symbol {sym!r} (add it to proteins.tsv)")
+        return proteins[sym][species]
+
+    return "https://identifiers.org/" + re.sub(r"\{(\w+)\}", sub, token)
+
+
+def annotate(model: libsbml.Model, species: str, params: dict[str, Parameter]) -> None:
+    """Units, SBO terms, identifiers.org CV terms and notes on every model element."""
+    notes = read_annotations()
+    proteins = read_proteins()
+    elements: dict[str, libsbml.SBase] = {}
+    for lst in (model.getListOfCompartments(), model.getListOfSpecies(), model.getListOfParameters(),
+                model.getListOfReactions(), model.getListOfEvents()):
+        for el in lst:
+            elements[el.getId()] = el
+    for sid, el in elements.items():
+        if not el.isSetMetaId():
+            el.setMetaId(f"meta_{sid}")
+        if sid in params:
+            p = params[sid]
+            _check(el.setSBOTerm(p.sbo), f"set SBO of {sid}")
+            _check(el.setUnits(p.unit), f"set units of {sid}")
+            el.setName(p.description)
+            continue
+        if sid not in notes:
+            raise BuildError(f"{sid!r} has no row in models/annotations.tsv (or parameters.tsv)")
+        row = notes[sid]
+        el.setName(row["description"].replace("CONTRACT ", ""))
+        if row["sbo"]:
+            _check(el.setSBOTerm(row["sbo"]), f"set SBO of {sid}")
+        if row["unit"]:
+            if isinstance(el, libsbml.Species):
+                _check(el.setSubstanceUnits(MODEL_UNITS["substance"]), f"set units of {sid}")
+            else:
+                _check(el.setUnits(row["unit"]), f"set units of {sid}")
+        for term in filter(None, (t.strip() for t in row["annotations"].split(";"))):
+            qual, token = term.split()
+            cv = libsbml.CVTerm(libsbml.BIOLOGICAL_QUALIFIER)
+            cv.setBiologicalQualifierType(QUALIFIERS[qual])
+            cv.addResource(_uri(token, species, proteins))
+            _check(el.addCVTerm(cv), f"annotate {sid}")
+    for r in model.getListOfReactions():
+        r.setReversible(False)  # every flux is written irreversibly (net fluxes are separate reactions)
+
+
+def set_number_units(model: libsbml.Model) -> None:
+    """Declare every literal number in the model's math as dimensionless."""
+
+    def visit(ast: libsbml.ASTNode | None) -> None:
+        if ast is None:
+            return
+        if ast.isNumber() and not ast.hasUnits():
+            ast.setUnits("dimensionless")
+        for i in range(ast.getNumChildren()):
+            visit(ast.getChild(i))
+
+    maths = [r.getMath() for r in model.getListOfRules()]
+    maths += [r.getKineticLaw().getMath() for r in model.getListOfReactions()]
+    maths += [ia.getMath() for ia in model.getListOfInitialAssignments()]
+    for e in model.getListOfEvents():
+        maths.append(e.getTrigger().getMath())
+        maths += [ea.getMath() for ea in e.getListOfEventAssignments()]
+    for m in maths:
+        visit(m)
+
+
+def check_parameter_table(model: libsbml.Model, params: dict[str, Parameter]) -> None:
+    """The model's free parameters and the table must match one to one, with equal values."""
+    ruled = {r.getVariable() for r in model.getListOfRules()}
+    ruled |= {ia.getSymbol() for ia in model.getListOfInitialAssignments()}
+    ruled |= {ea.getVariable() for e in model.getListOfEvents() for ea in e.getListOfEventAssignments()}
+    free = {p.getId(): p for p in model.getListOfParameters() if p.getId() not in ruled}
+    missing = sorted(set(free) - set(params))
+    unused = sorted(set(params) - set(free))
+    if missing or unused:
+        raise BuildError(
+            f"model and models/parameters.tsv disagree: in the model but not the table {missing}; "
+            f"in the table but not the model {unused}"
+        )
+    for pid, p in free.items():
+        if p.getValue() != params[pid].value:
+            raise BuildError(f"parameter {pid}: model value {p.getValue()} != table value {params[pid].value}")
+
+
+def steady_state_values(sbml: str) -> dict[str, float]:
+    """Drug-free steady state (dose = 0) of every state variable, rounded to SS_DIGITS."""
+    import roadrunner
+
+    rr = roadrunner.RoadRunner(sbml)
+    rr["dose"] = 0.0
+    rr.reset()
+    rr.integrator.absolute_tolerance = 1e-14
+    rr.integrator.relative_tolerance = 1e-10
+    # relax through the fast (ms) and slow (weeks) time scales, then polish
+    rr.simulate(0, 1e8, 2)
+    rr.simulate(1e8, 2e8, 2)
+    species = list(rr.model.getFloatingSpeciesIds())
+    ids = species + list(rr.model.getRateRuleSymbols())
+    # species as concentrations ([id]); rate-rule parameters by value
+    values = {i: float(f"{rr[f'[{i}]' if i in species else i]:.{SS_DIGITS}g}") for i in ids}
+    amounts = {i: rr[i] for i in ids}
+    worst = max(abs(rr[f"{i}'"]) / max(abs(amounts[i]), 1e-300) for i in ids)
+    if worst > 1e-9:
+        raise BuildError(f"drug-free steady state not reached (max relative |dx/dt| = {worst:.3g} /s)")
+    return values
+
+
+def apply_initial_values(model: libsbml.Model, values: dict[str, float]) -> None:
+    for sid, v in values.items():
+        s = model.getSpecies(sid)
+        if s is not None:
+            _check(s.setInitialConcentration(v), f"set initial value of {sid}")
+        else:
+            _check(model.getParameter(sid).setValue(v), f"set initial value of {sid}")
+
+
+def validation_messages(doc: libsbml.SBMLDocument) -> list[tuple[str, int, str]]:
+    """libsbml consistency check (general, identifiers, units, MathML, SBO, overdetermined).
+
+    Returns (severity, error id, message) of every problem found.
+    """
+    doc.setConsistencyChecks(libsbml.LIBSBML_CAT_UNITS_CONSISTENCY, True)
+    doc.setConsistencyChecks(libsbml.LIBSBML_CAT_MODELING_PRACTICE, False)
+    doc.checkConsistency()
+    out = []
+    for i in range(doc.getNumErrors()):
+        e = doc.getError(i)
+        out.append((e.getSeverityAsString(), e.getErrorId(), e.getMessage().strip()))
+    return out
+
+
+def build_sbml(species: str) -> str:
+    """Build, annotate, equilibrate and validate one species' SBML; return it as text."""
+    params = read_parameters(species)
+    doc = antimony_to_sbml(antimony_source(species, params), model_id(species))
+    model = doc.getModel()
+    model.setName(f"Ketamine cascade ({species}): PK, NMDA trapping block, disinhibition, "
+                  "glutamate/AMPA, mTORC1/BDNF, synaptogenesis")
+    check_parameter_table(model, params)
+    add_unit_definitions(model)
+    annotate(model, species, params)
+    set_number_units(model)
+    apply_initial_values(model, steady_state_values(libsbml.writeSBMLToString(doc)))
+    problems = validation_messages(doc)
+    if problems:
+        text = "\n".join(f"  {sev} {eid}: {msg[-400:]}" for sev, eid, msg in problems)
+        raise BuildError(f"SBML for {species} does not validate cleanly:\n{text}")
+    return libsbml.writeSBMLToString(doc)
+
+
+def build_all(outdir: Path | None = None) -> list[Path]:
+    """Build every species' SBML into ``outdir`` (default ``sbml/``), atomically."""
+    written = []
+    texts = {sp: build_sbml(sp) for sp in SPECIES}  # build all before writing any
+    for sp, text in texts.items():
+        path = sbml_path(sp) if outdir is None else Path(outdir) / sbml_path(sp).name
+        written.append(write_text_atomic(path, text))
+    return written
+
+
+if __name__ == "__main__":  # pragma: no cover
+    for p in build_all():
+        print(p)

@@ -1,0 +1,151 @@
+"""Readers for the machine-readable tables under ``models/`` (TSV, one row per entry).
+
+* ``parameters.tsv``  - every model parameter: value, unit, bounds, evidence, source, SBO
+* ``annotations.tsv`` - SBO term, unit and identifiers.org annotations of every
+  compartment, species, reaction, rule variable and event
+* ``units.tsv``       - SBML unit definitions
+* ``proteins.tsv``    - UniProt accessions per species for the protein symbols used
+* ``validation.tsv``  - literature targets (read by :mod:`analysis.validate`)
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from analysis.paths import MODELS
+
+PARAMETER_COLUMNS = ["id", "model", "value", "unit", "sbo", "lower", "upper", "evidence", "source", "description"]
+EVIDENCE = {"measured", "derived", "assumed"}
+
+
+class TableError(ValueError):
+    """A model table is malformed."""
+
+
+def read_tsv(path: Path, columns: list[str] | None = None) -> list[dict[str, str]]:
+    """Read a TSV file into a list of row dicts, checking the header if ``columns`` is given."""
+    if not path.exists():
+        raise TableError(f"table not found: {path}")
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh, delimiter="\t")
+        if columns is not None and reader.fieldnames != columns:
+            raise TableError(f"{path.name}: columns {reader.fieldnames} != expected {columns}")
+        rows = [dict(r) for r in reader]
+    for n, row in enumerate(rows, start=2):
+        if any(v is None for v in row.values()):
+            raise TableError(f"{path.name}:{n}: wrong number of fields")
+    return rows
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One row of ``parameters.tsv``; ``value``/``lower``/``upper`` in ``unit``."""
+
+    id: str
+    model: str
+    value: float
+    unit: str
+    sbo: str
+    lower: float
+    upper: float
+    evidence: str
+    source: str
+    description: str
+
+
+def _float(path: str, n: int, name: str, text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise TableError(f"{path}:{n}: {name} {text!r} is not a number") from None
+    if not math.isfinite(x):
+        raise TableError(f"{path}:{n}: {name} {text!r} is not finite")
+    return x
+
+
+def read_parameters(species: str | None = None, path: Path | None = None) -> dict[str, Parameter]:
+    """Parameters of one species' model (``model`` column 'both' or ``species``).
+
+    With ``species=None`` all rows are checked and returned keyed by ``id/model``.
+    Raises :class:`TableError` on a malformed row, a duplicate, an unknown unit,
+    an unknown evidence class or a value outside its own bounds.
+    """
+    path = path or MODELS / "parameters.tsv"
+    units = read_units()
+    out: dict[str, Parameter] = {}
+    for n, row in enumerate(read_tsv(path, PARAMETER_COLUMNS), start=2):
+        p = Parameter(
+            id=row["id"],
+            model=row["model"],
+            value=_float(path.name, n, "value", row["value"]),
+            unit=row["unit"],
+            sbo=row["sbo"],
+            lower=_float(path.name, n, "lower", row["lower"]),
+            upper=_float(path.name, n, "upper", row["upper"]),
+            evidence=row["evidence"],
+            source=row["source"],
+            description=row["description"],
+        )
+        where = f"{path.name}:{n} ({p.id})"
+        if p.model not in ("both", "human", "rat"):
+            raise TableError(f"{where}: model must be both/human/rat, not {p.model!r}")
+        if p.unit not in units and p.unit not in SBML_BASE_UNITS:
+            raise TableError(f"{where}: unknown unit {p.unit!r}")
+        if p.evidence not in EVIDENCE:
+            raise TableError(f"{where}: evidence must be one of {sorted(EVIDENCE)}")
+        if not p.source.strip():
+            raise TableError(f"{where}: source is empty")
+        if not p.sbo.startswith("SBO:"):
+            raise TableError(f"{where}: sbo {p.sbo!r} is not an SBO term")
+        if not p.lower <= p.value <= p.upper:
+            raise TableError(f"{where}: value {p.value} outside its bounds [{p.lower}, {p.upper}]")
+        if species is None:
+            key = f"{p.id}/{p.model}"
+        elif p.model in ("both", species):
+            key = p.id
+        else:
+            continue
+        if key in out:
+            raise TableError(f"{where}: duplicate parameter {key!r}")
+        out[key] = p
+    return out
+
+
+SBML_BASE_UNITS = {"dimensionless", "second", "litre", "kilogram", "metre", "mole", "volt", "ampere"}
+
+
+def read_units(path: Path | None = None) -> dict[str, list[tuple[str, float, int, float]]]:
+    """Unit definitions: id -> list of (kind, exponent, scale, multiplier)."""
+    path = path or MODELS / "units.tsv"
+    out: dict[str, list[tuple[str, float, int, float]]] = {}
+    for n, row in enumerate(read_tsv(path, ["id", "definition", "meaning"]), start=2):
+        parts = []
+        for term in row["definition"].split():
+            try:
+                kind, exp, scale, mult = term.split(":")
+                parts.append((kind, float(exp), int(scale), float(mult)))
+            except ValueError:
+                raise TableError(f"units.tsv:{n}: bad unit term {term!r}") from None
+        out[row["id"]] = parts
+    return out
+
+
+def read_annotations(path: Path | None = None) -> dict[str, dict[str, str]]:
+    """Annotation rows keyed by SBML id."""
+    path = path or MODELS / "annotations.tsv"
+    rows = read_tsv(path, ["id", "kind", "unit", "sbo", "annotations", "description"])
+    out = {}
+    for row in rows:
+        if row["id"] in out:
+            raise TableError(f"annotations.tsv: duplicate id {row['id']!r}")
+        out[row["id"]] = row
+    return out
+
+
+def read_proteins(path: Path | None = None) -> dict[str, dict[str, str]]:
+    """UniProt accessions keyed by gene symbol, with 'human' and 'rat' columns."""
+    path = path or MODELS / "proteins.tsv"
+    return {r["symbol"]: r for r in read_tsv(path, ["symbol", "human", "rat", "name"])}
