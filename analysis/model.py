@@ -1,1 +1,179 @@
-"""placeholder"""
+"""Load an exchanged SBML file once (JIT-compiled by libroadrunner) and simulate it safely.
+
+The dosing recipe every SBML user must follow (see README, "Exchange contract")::
+
+    set inputs (dose, t_dose, ...)  ->  reset()  ->  simulate(0, t_end)
+
+libroadrunner evaluates event triggers when the model is reset, so an event whose
+trigger already holds at t = 0 (``t_dose = 0``) fires during ``reset()`` with the
+input values set *before* the reset.  :meth:`CascadeModel.simulate` applies that
+recipe and restores every parameter it did not get to its shipped value, so runs
+never leak into each other.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import libsbml
+import numpy as np
+import pandas as pd
+import roadrunner
+
+from analysis.paths import SPECIES, sbml_path
+
+#: Contract observables (global SBML ids), in the order of the README table.
+OBSERVABLES = [
+    "ketamine_plasma", "ketamine_brain", "nmda_block_int", "nmda_block_pyr", "rate_int", "rate_pyr",
+    "glutamate_rel", "ampa_rel", "mtorc1_rel", "bdnf_rel", "synaptic_proteins_rel", "spine_density_rel",
+]
+#: Inputs with their allowed range (inclusive); everything else must be >= 0 and finite.
+INPUT_RANGES = {
+    "dose": (0.0, math.inf), "t_dose": (0.0, math.inf), "infusion_duration": (1e-9, math.inf),
+    "body_weight": (1e-9, math.inf), "inhib_ampa": (0.0, 1.0), "inhib_mtorc1": (0.0, 1.0),
+    "inhib_trkb": (0.0, 1.0), "inhib_ltype": (0.0, 1.0), "bdnf_secretion": (0.0, math.inf),
+}
+#: Parameters that may legitimately be negative (potentials, currents).
+SIGNED = ("e_", "v_", "i_")
+
+
+class ModelError(ValueError):
+    """Bad model file or bad input (unknown parameter, invalid value)."""
+
+
+class SimulationError(RuntimeError):
+    """The ODE solver failed; the message names the inputs of the failed run."""
+
+
+def _check_sbml_file(path: Path) -> str:
+    """Parse ``path`` with libsbml; return the model id or raise :class:`ModelError`."""
+    if not path.exists():
+        raise ModelError(f"SBML file not found: {path}")
+    doc = libsbml.readSBMLFromFile(str(path))
+    errors = [doc.getError(i) for i in range(doc.getNumErrors())
+              if doc.getError(i).getSeverity() >= libsbml.LIBSBML_SEV_ERROR]
+    if errors or doc.getModel() is None:
+        first = errors[0].getMessage().strip().splitlines()[0] if errors else "no <model> element"
+        raise ModelError(f"malformed SBML in {path}: {first}")
+    return doc.getModel().getId()
+
+
+class CascadeModel:
+    """One compiled model.  Load once, simulate many times.
+
+    Parameters
+    ----------
+    path:
+        SBML file (``sbml/ketamine_cascade_<species>.xml`` or any exchanged copy).
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.model_id = _check_sbml_file(self.path)
+        try:
+            self.rr = roadrunner.RoadRunner(str(self.path))
+        except Exception as exc:  # libroadrunner raises RuntimeError with its own text
+            raise ModelError(f"libroadrunner cannot load {self.path}: {exc}") from exc
+        self.species = next((s for s in SPECIES if self.model_id.endswith(s)), "unknown")
+        m = self.rr.model
+        self.floating = list(m.getFloatingSpeciesIds())
+        self.rate_rules = set(m.getRateRuleSymbols())
+        ruled = set(self.rr.getAssignmentRuleIds()) | self.rate_rules
+        self.parameters = [p for p in m.getGlobalParameterIds() if p not in ruled]
+        self.defaults = {p: float(self.rr[p]) for p in self.parameters}
+        self._changed: set[str] = set()
+
+    # -- inputs ---------------------------------------------------------------
+    def check_parameters(self, values: Mapping[str, object]) -> dict[str, float]:
+        """Validate a parameter mapping; return it as floats or raise :class:`ModelError`."""
+        out = {}
+        for pid, raw in values.items():
+            if pid not in self.defaults:
+                raise ModelError(f"unknown parameter {pid!r} for model {self.model_id}")
+            if isinstance(raw, bool) or not isinstance(raw, (int, float, np.integer, np.floating)):
+                raise ModelError(f"parameter {pid!r} must be a number, got {raw!r}")
+            x = float(raw)
+            if not math.isfinite(x):
+                raise ModelError(f"parameter {pid!r} must be finite, got {x}")
+            lo, hi = INPUT_RANGES.get(pid, (-math.inf if pid.startswith(SIGNED) else 0.0, math.inf))
+            if not lo <= x <= hi:
+                raise ModelError(f"parameter {pid!r} = {x} outside its allowed range [{lo}, {hi}]")
+            out[pid] = x
+        return out
+
+    def apply(self, values: Mapping[str, object]) -> None:
+        """Set parameters (all others back to their shipped values), then reset the state."""
+        values = self.check_parameters(values)
+        for pid in self._changed - set(values):
+            self.rr[pid] = self.defaults[pid]
+        for pid, x in values.items():
+            self.rr[pid] = x
+        self._changed = {p for p, x in values.items() if x != self.defaults[p]}
+        self.rr.reset()  # after setting inputs: events due at t = 0 fire with the new values
+
+    # -- simulation -----------------------------------------------------------
+    def selection(self, name: str) -> str:
+        """roadrunner selection string for a model id (species as concentrations)."""
+        if name in self.floating:
+            return f"[{name}]"
+        return name
+
+    def simulate(
+        self,
+        times: Sequence[float] | np.ndarray,
+        parameters: Mapping[str, object] | None = None,
+        observables: Sequence[str] = OBSERVABLES,
+    ) -> pd.DataFrame:
+        """Simulate from the drug-free steady state.
+
+        Parameters
+        ----------
+        times:
+            Output times in seconds, increasing, starting at 0.
+        parameters:
+            Parameter overrides (e.g. ``{"dose": 10}`` in mg/kg); unknown ids raise.
+        observables:
+            Model ids to return (contract ids by default; species are concentrations in uM).
+
+        Returns
+        -------
+        DataFrame indexed by ``time`` (s) with one column per observable.
+        """
+        times = np.asarray(times, dtype=float)
+        if times.ndim != 1 or len(times) < 2 or times[0] != 0 or np.any(np.diff(times) <= 0):
+            raise ModelError("times must be a 1-D increasing array starting at 0 with at least 2 points")
+        unknown = [o for o in observables if o not in self.floating and o not in self._all_ids]
+        if unknown:
+            raise ModelError(f"unknown observable(s) {unknown} for model {self.model_id}")
+        params = dict(parameters or {})
+        self.apply(params)
+        try:
+            res = self.rr.simulate(times=times, selections=["time"] + [self.selection(o) for o in observables])
+        except Exception as exc:
+            raise SimulationError(f"solver failed for {self.model_id} with parameters {params}: {exc}") from exc
+        data = np.asarray(res)
+        if not np.all(np.isfinite(data)):
+            raise SimulationError(f"non-finite values in the simulation of {self.model_id} with parameters {params}")
+        return pd.DataFrame(data[:, 1:], index=pd.Index(data[:, 0], name="time"), columns=list(observables))
+
+    @property
+    def _all_ids(self) -> set[str]:
+        m = self.rr.model
+        return set(m.getGlobalParameterIds()) | set(m.getCompartmentIds()) | set(m.getReactionIds())
+
+
+@lru_cache(maxsize=8)
+def _cached(path: str) -> CascadeModel:
+    return CascadeModel(path)
+
+
+def load_model(species_or_path: str | Path = "rat") -> CascadeModel:
+    """Return the (cached, compiled-once) model for 'human', 'rat' or an SBML path."""
+    if isinstance(species_or_path, str) and species_or_path in SPECIES:
+        path = sbml_path(species_or_path)
+    else:
+        path = Path(species_or_path)
+    return _cached(str(path.resolve()))
