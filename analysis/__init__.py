@@ -10,6 +10,5 @@ from analysis.model import OBSERVABLES, CascadeModel, ModelError, SimulationErro
 from analysis.simulate import simulate
 from analysis.validate import run_validation
 
-__all__ = ["OBSERVABLES", "CascadeModel", "ModelError", "SimulationError", "load_model", "simulate",
-           "run_validation"]
+__all__ = ["OBSERVABLES", "CascadeModel", "ModelError", "SimulationError", "load_model", "simulate", "run_validation"]
 __version__ = "0.1.0"

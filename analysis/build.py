@@ -17,7 +17,7 @@ import antimony
 import libsbml
 
 from analysis.io import write_text_atomic
-from analysis.paths import MODELS, SBML_DIR, SPECIES, sbml_path
+from analysis.paths import MODELS, SPECIES, sbml_path
 from analysis.tables import (
     Parameter,
     TableError,
@@ -31,10 +31,24 @@ from analysis.tables import (
 #: fragments composed, in order, into each species' model.  One file per stage.
 MODULES = ["nmda_receptor.ant"]
 FRAGMENTS = {
-    "human": ["pk_human.ant", "brain_exposure.ant", "circuit.ant", "glutamate_ampa.ant",
-              "signalling.ant", "synaptogenesis.ant", "outputs.ant"],
-    "rat": ["pk_rat.ant", "brain_exposure.ant", "circuit.ant", "glutamate_ampa.ant",
-            "signalling.ant", "synaptogenesis.ant", "outputs.ant"],
+    "human": [
+        "pk_human.ant",
+        "brain_exposure.ant",
+        "circuit.ant",
+        "glutamate_ampa.ant",
+        "signalling.ant",
+        "synaptogenesis.ant",
+        "outputs.ant",
+    ],
+    "rat": [
+        "pk_rat.ant",
+        "brain_exposure.ant",
+        "circuit.ant",
+        "glutamate_ampa.ant",
+        "signalling.ant",
+        "synaptogenesis.ant",
+        "outputs.ant",
+    ],
 }
 MODEL_UNITS = {"substance": "umol", "extent": "umol", "time": "second", "volume": "litre"}
 QUALIFIERS = {
@@ -119,28 +133,45 @@ def _uri(token: str, species: str, proteins: dict[str, dict[str, str]]) -> str:
     return "https://identifiers.org/" + re.sub(r"\{(\w+)\}", sub, token)
 
 
+def _set_notes(el: libsbml.SBase, text: str) -> None:
+    xhtml = f'<body xmlns="http://www.w3.org/1999/xhtml"><p>{_xml_escape(text)}</p></body>'
+    _check(el.setNotes(xhtml), f"set notes of {el.getId()}")
+
+
+def _xml_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def annotate(model: libsbml.Model, species: str, params: dict[str, Parameter]) -> None:
     """Units, SBO terms, identifiers.org CV terms and notes on every model element."""
     notes = read_annotations()
     proteins = read_proteins()
     elements: dict[str, libsbml.SBase] = {}
-    for lst in (model.getListOfCompartments(), model.getListOfSpecies(), model.getListOfParameters(),
-                model.getListOfReactions(), model.getListOfEvents()):
+    for lst in (
+        model.getListOfCompartments(),
+        model.getListOfSpecies(),
+        model.getListOfParameters(),
+        model.getListOfReactions(),
+        model.getListOfEvents(),
+    ):
         for el in lst:
             elements[el.getId()] = el
     for sid, el in elements.items():
         if not el.isSetMetaId():
             el.setMetaId(f"meta_{sid}")
+        # name = id, so that every simulator (COPASI addresses parameters by name) shows the
+        # contract ids; the human-readable description goes into the element's notes
+        el.setName(sid)
         if sid in params:
             p = params[sid]
             _check(el.setSBOTerm(p.sbo), f"set SBO of {sid}")
             _check(el.setUnits(p.unit), f"set units of {sid}")
-            el.setName(p.description)
+            _set_notes(el, f"{p.description} [{p.unit}]. Source: {p.source} ({p.evidence}).")
             continue
         if sid not in notes:
             raise BuildError(f"{sid!r} has no row in models/annotations.tsv (or parameters.tsv)")
         row = notes[sid]
-        el.setName(row["description"].replace("CONTRACT ", ""))
+        _set_notes(el, row["description"].replace("CONTRACT ", "Exchange contract observable: "))
         if row["sbo"]:
             _check(el.setSBOTerm(row["sbo"]), f"set SBO of {sid}")
         if row["unit"]:
@@ -176,8 +207,14 @@ def set_number_units(model: libsbml.Model) -> None:
     ``piecewise(rate, cond, 0)``, an event assigning ``x = 0``) takes that
     quantity's units; every other literal is dimensionless.
     """
-    relational = {libsbml.AST_RELATIONAL_GT, libsbml.AST_RELATIONAL_GEQ, libsbml.AST_RELATIONAL_LT,
-                  libsbml.AST_RELATIONAL_LEQ, libsbml.AST_RELATIONAL_EQ, libsbml.AST_RELATIONAL_NEQ}
+    relational = {
+        libsbml.AST_RELATIONAL_GT,
+        libsbml.AST_RELATIONAL_GEQ,
+        libsbml.AST_RELATIONAL_LT,
+        libsbml.AST_RELATIONAL_LEQ,
+        libsbml.AST_RELATIONAL_EQ,
+        libsbml.AST_RELATIONAL_NEQ,
+    }
 
     def zero_units(ast: libsbml.ASTNode, units: str | None) -> None:
         if units and ast.isNumber() and ast.getValue() == 0 and not ast.hasUnits():
@@ -245,14 +282,16 @@ def steady_state_values(sbml: str) -> dict[str, float]:
     ids = species + list(rr.model.getRateRuleSymbols())
     # species as concentrations ([id]); rate-rule parameters by value
     raw = {i: rr[f"[{i}]" if i in species else i] for i in ids}
-    # drug-related states relax to exactly zero; drop solver round-off (denormals)
-    values = {i: float(f"{v:.{SS_DIGITS}g}") if abs(v) > 1e-30 else 0.0 for i, v in raw.items()}
+    # drug-related states relax to zero; drop solver round-off (|x| < 1e-15 uM)
+    values = {i: float(f"{v:.{SS_DIGITS}g}") if abs(v) > 1e-15 else 0.0 for i, v in raw.items()}
     amounts = {i: rr[i] for i in ids}
     # |dx/dt| relative to the state, with an absolute floor for states that are ~0 (drug-bound)
     rel = {i: abs(rr[f"{i}'"]) / (abs(amounts[i]) + 1e-6) for i in ids}
     worst = max(rel.values())
     if worst > 1e-9:
-        raise BuildError(f"drug-free steady state not reached (max relative |dx/dt| = {worst:.3g} /s, {max(rel, key=rel.get)})")
+        raise BuildError(
+            f"drug-free steady state not reached (max relative |dx/dt| = {worst:.3g} /s, {max(rel, key=rel.get)})"
+        )
     return values
 
 
@@ -285,8 +324,10 @@ def build_sbml(species: str) -> str:
     params = read_parameters(species)
     doc = antimony_to_sbml(antimony_source(species, params), model_id(species))
     model = doc.getModel()
-    model.setName(f"Ketamine cascade ({species}): PK, NMDA trapping block, disinhibition, "
-                  "glutamate/AMPA, mTORC1/BDNF, synaptogenesis")
+    model.setName(
+        f"Ketamine cascade ({species}): PK, NMDA trapping block, disinhibition, "
+        "glutamate/AMPA, mTORC1/BDNF, synaptogenesis"
+    )
     check_parameter_table(model, params)
     add_unit_definitions(model)
     annotate(model, species, params)

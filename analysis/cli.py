@@ -40,13 +40,18 @@ def write_csv(df: pd.DataFrame, path: Path) -> Path:
 
 
 def validation_markdown(df: pd.DataFrame) -> str:
-    lines = [f"# Literature validation ({int(df.passed.sum())}/{len(df)} targets within band)", "",
-             "| target | species | dose (mg/kg) | readout | time (min) | band | simulated | pass | evidence | source |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Literature validation ({int(df.passed.sum())}/{len(df)} targets within band)",
+        "",
+        "| target | species | dose (mg/kg) | readout | time (min) | band | simulated | pass | evidence | source |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in df.itertuples():
-        lines.append(f"| {r.id} | {r.species} | {r.dose_mg_per_kg:g} | {r.readout} {r.observable} | {r.time_min:g} "
-                     f"| {r.lower:g} to {r.upper:g} {r.unit} | {r.simulated:.3g} | {'PASS' if r.passed else 'FAIL'} "
-                     f"| {r.evidence} | {r.citation} |")
+        lines.append(
+            f"| {r.id} | {r.species} | {r.dose_mg_per_kg:g} | {r.readout} {r.observable} | {r.time_min:g} "
+            f"| {r.lower:g} to {r.upper:g} {r.unit} | {r.simulated:.3g} | {'PASS' if r.passed else 'FAIL'} "
+            f"| {r.evidence} | {r.citation} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -83,8 +88,11 @@ def run_and_report_validation(outdir: Path) -> pd.DataFrame:
 def cmd_validate(args: argparse.Namespace) -> int:
     results = run_and_report_validation(Path(args.out))
     with pd.option_context("display.width", 200, "display.max_colwidth", 40):
-        print(results[["id", "species", "dose_mg_per_kg", "readout", "lower", "upper", "simulated", "unit",
-                       "passed"]].to_string(index=False))
+        print(
+            results[
+                ["id", "species", "dose_mg_per_kg", "readout", "lower", "upper", "simulated", "unit", "passed"]
+            ].to_string(index=False)
+        )
     print(f"{int(results.passed.sum())} passed, {int((~results.passed).sum())} failed (see {args.out}/validation.md)")
     return 1 if args.strict and not results.passed.all() else 0
 
@@ -106,16 +114,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         timings[sp] = (t1 - t0, t2 - t1)
         write_csv(df, out / f"{sp}_default.csv")
         dose = DEFAULT_SCENARIOS[sp]["dose"]
-        save_figure(plot_cascade(df, f"Ketamine cascade, {sp}, {dose:g} mg/kg (default scenario)"),
-                    out / f"cascade_{sp}")
+        save_figure(
+            plot_cascade(df, f"Ketamine cascade, {sp}, {dose:g} mg/kg (default scenario)"), out / f"cascade_{sp}"
+        )
     results = run_and_report_validation(out)
     from analysis.plots import plot_cascade as _pc  # same figure with the rat targets drawn in
 
     rat = load_model("rat").simulate(time_grid(7 * DAY), {"dose": 10.0})
-    drawn = results[(results.species == "rat") & (results.dose_mg_per_kg == 10.0)
-                    & (results.readout == "value")]
-    save_figure(_pc(rat, "Rat 10 mg/kg i.p. with literature targets (bar = band, o pass, x fail)", drawn),
-                out / "cascade_rat_targets")
+    drawn = results[(results.species == "rat") & (results.dose_mg_per_kg == 10.0) & (results.readout == "value")]
+    save_figure(
+        _pc(rat, "Rat 10 mg/kg i.p. with literature targets (bar = band, o pass, x fail)", drawn),
+        out / "cascade_rat_targets",
+    )
     for sp, (load_s, sim_s) in timings.items():
         print(f"{sp}: load+JIT {load_s:.3f} s, 7-day simulation {sim_s * 1000:.1f} ms")
     print(f"validation: {int(results.passed.sum())}/{len(results)} targets within band; outputs in {out}/")

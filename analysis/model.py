@@ -27,14 +27,30 @@ from analysis.paths import SPECIES, sbml_path
 
 #: Contract observables (global SBML ids), in the order of the README table.
 OBSERVABLES = [
-    "ketamine_plasma", "ketamine_brain", "nmda_block_int", "nmda_block_pyr", "rate_int", "rate_pyr",
-    "glutamate_rel", "ampa_rel", "mtorc1_rel", "bdnf_rel", "synaptic_proteins_rel", "spine_density_rel",
+    "ketamine_plasma",
+    "ketamine_brain",
+    "nmda_block_int",
+    "nmda_block_pyr",
+    "rate_int",
+    "rate_pyr",
+    "glutamate_rel",
+    "ampa_rel",
+    "mtorc1_rel",
+    "bdnf_rel",
+    "synaptic_proteins_rel",
+    "spine_density_rel",
 ]
 #: Inputs with their allowed range (inclusive); everything else must be >= 0 and finite.
 INPUT_RANGES = {
-    "dose": (0.0, math.inf), "t_dose": (0.0, math.inf), "infusion_duration": (1e-9, math.inf),
-    "body_weight": (1e-9, math.inf), "inhib_ampa": (0.0, 1.0), "inhib_mtorc1": (0.0, 1.0),
-    "inhib_trkb": (0.0, 1.0), "inhib_ltype": (0.0, 1.0), "bdnf_secretion": (0.0, math.inf),
+    "dose": (0.0, math.inf),
+    "t_dose": (0.0, math.inf),
+    "infusion_duration": (1e-9, math.inf),
+    "body_weight": (1e-9, math.inf),
+    "inhib_ampa": (0.0, 1.0),
+    "inhib_mtorc1": (0.0, 1.0),
+    "inhib_trkb": (0.0, 1.0),
+    "inhib_ltype": (0.0, 1.0),
+    "bdnf_secretion": (0.0, math.inf),
 }
 #: Parameters that may legitimately be negative (potentials, currents).
 SIGNED = ("e_", "v_", "i_")
@@ -53,8 +69,9 @@ def _check_sbml_file(path: Path) -> str:
     if not path.exists():
         raise ModelError(f"SBML file not found: {path}")
     doc = libsbml.readSBMLFromFile(str(path))
-    errors = [doc.getError(i) for i in range(doc.getNumErrors())
-              if doc.getError(i).getSeverity() >= libsbml.LIBSBML_SEV_ERROR]
+    errors = [
+        doc.getError(i) for i in range(doc.getNumErrors()) if doc.getError(i).getSeverity() >= libsbml.LIBSBML_SEV_ERROR
+    ]
     if errors or doc.getModel() is None:
         first = errors[0].getMessage().strip().splitlines()[0] if errors else "no <model> element"
         raise ModelError(f"malformed SBML in {path}: {first}")

@@ -15,41 +15,74 @@ import pandas as pd  # noqa: E402
 from analysis.io import write_atomic  # noqa: E402
 
 STYLE = {
-    "figure.dpi": 110, "savefig.dpi": 150, "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9,
-    "axes.spines.top": False, "axes.spines.right": False, "legend.fontsize": 8, "legend.frameon": False,
+    "figure.dpi": 110,
+    "savefig.dpi": 150,
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "legend.fontsize": 8,
+    "legend.frameon": False,
     "lines.linewidth": 1.6,
 }
 COLORS = {"interneuron": "#c0392b", "pyramidal": "#2471a3", "plasma": "#7d3c98", "brain": "#117a65"}
 
 #: One panel per stage of the cascade: (title, y label, [(observable, label, colour)]).
 CASCADE_PANELS = [
-    ("1  Pharmacokinetics", "ketamine (uM)",
-     [("ketamine_plasma", "plasma (total)", COLORS["plasma"]), ("ketamine_brain", "brain (unbound)", COLORS["brain"])]),
-    ("2  NMDA receptor block", "fraction blocked (1)",
-     [("nmda_block_int", "interneuron", COLORS["interneuron"]), ("nmda_block_pyr", "pyramidal", COLORS["pyramidal"])]),
-    ("3  Disinhibition", "firing rate (Hz)",
-     [("rate_int", "interneuron", COLORS["interneuron"]), ("rate_pyr", "pyramidal", COLORS["pyramidal"])]),
-    ("4-5  Glutamate and AMPA", "relative to baseline (1)",
-     [("glutamate_rel", "glutamate", "#d68910"), ("ampa_rel", "AMPA activation", "#616a6b")]),
-    ("6  mTORC1 and BDNF", "relative to baseline (1)",
-     [("mtorc1_rel", "active mTORC1", "#1e8449"), ("bdnf_rel", "BDNF protein", "#884ea0")]),
-    ("7  Synaptogenesis", "relative to baseline (1)",
-     [("synaptic_proteins_rel", "synaptic proteins", "#ca6f1e"), ("spine_density_rel", "spine density", "#2e4053")]),
+    (
+        "1  Pharmacokinetics",
+        "ketamine (uM)",
+        [
+            ("ketamine_plasma", "plasma (total)", COLORS["plasma"]),
+            ("ketamine_brain", "brain (unbound)", COLORS["brain"]),
+        ],
+    ),
+    (
+        "2  NMDA receptor block",
+        "fraction blocked (1)",
+        [
+            ("nmda_block_int", "interneuron", COLORS["interneuron"]),
+            ("nmda_block_pyr", "pyramidal", COLORS["pyramidal"]),
+        ],
+    ),
+    (
+        "3  Disinhibition",
+        "firing rate (Hz)",
+        [("rate_int", "interneuron", COLORS["interneuron"]), ("rate_pyr", "pyramidal", COLORS["pyramidal"])],
+    ),
+    (
+        "4-5  Glutamate and AMPA",
+        "relative to baseline (1)",
+        [("glutamate_rel", "glutamate", "#d68910"), ("ampa_rel", "AMPA activation", "#616a6b")],
+    ),
+    (
+        "6  mTORC1 and BDNF",
+        "relative to baseline (1)",
+        [("mtorc1_rel", "active mTORC1", "#1e8449"), ("bdnf_rel", "BDNF protein", "#884ea0")],
+    ),
+    (
+        "7  Synaptogenesis",
+        "relative to baseline (1)",
+        [("synaptic_proteins_rel", "synaptic proteins", "#ca6f1e"), ("spine_density_rel", "spine density", "#2e4053")],
+    ),
 ]
 
 
 def save_figure(fig: plt.Figure, path: str | Path, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
     """Save ``fig`` as ``path`` with each suffix in ``formats``, atomically; close it."""
     path = Path(path)
-    out = [write_atomic(path.with_suffix(f".{fmt}"), lambda p, fmt=fmt: fig.savefig(p, format=fmt,
-                                                                                   bbox_inches="tight"))
-           for fmt in formats]
+    out = [
+        write_atomic(path.with_suffix(f".{fmt}"), lambda p, fmt=fmt: fig.savefig(p, format=fmt, bbox_inches="tight"))
+        for fmt in formats
+    ]
     plt.close(fig)
     return out
 
 
-def plot_cascade(timecourse: pd.DataFrame, title: str = "", targets: pd.DataFrame | None = None,
-                 dose_time_s: float = 0.0) -> plt.Figure:
+def plot_cascade(
+    timecourse: pd.DataFrame, title: str = "", targets: pd.DataFrame | None = None, dose_time_s: float = 0.0
+) -> plt.Figure:
     """The cascade, one panel per stage, time (h after the dose) on a log axis.
 
     ``timecourse`` is indexed by time (s) with the contract observables as columns.
@@ -60,7 +93,7 @@ def plot_cascade(timecourse: pd.DataFrame, title: str = "", targets: pd.DataFram
         fig, axes = plt.subplots(2, 3, figsize=(11, 6.2), constrained_layout=True)
         hours = (timecourse.index.values - dose_time_s) / 3600.0
         keep = hours > 0
-        for ax, (panel, ylabel, series) in zip(axes.flat, CASCADE_PANELS):
+        for ax, (panel, ylabel, series) in zip(axes.flat, CASCADE_PANELS, strict=True):
             for obs, label, color in series:
                 if obs in timecourse:
                     ax.plot(hours[keep], timecourse[obs].values[keep], color=color, label=label)
@@ -87,13 +120,18 @@ def plot_validation(results: pd.DataFrame) -> plt.Figure:
         n = len(results)
         fig, ax = plt.subplots(figsize=(7.5, 0.28 * n + 1.2), constrained_layout=True)
         y = np.arange(n)[::-1]
-        for yi, row in zip(y, results.itertuples()):
+        for yi, row in zip(y, results.itertuples(), strict=True):
             lo, hi, v = row.lower, row.upper, row.simulated
             mid, half = (lo + hi) / 2, (hi - lo) / 2 or 1.0
             # position within the band: -1 = lower edge, +1 = upper edge
             ax.barh(yi, 2, left=-1, color="0.85", height=0.6)
-            ax.plot(np.clip((v - mid) / half, -3, 3), yi, "o" if row.passed else "X",
-                    color="#1e8449" if row.passed else "#c0392b", ms=6)
+            ax.plot(
+                np.clip((v - mid) / half, -3, 3),
+                yi,
+                "o" if row.passed else "X",
+                color="#1e8449" if row.passed else "#c0392b",
+                ms=6,
+            )
         ax.set_yticks(y, [f"{r.id} ({r.simulated:.3g} {r.unit})" for r in results.itertuples()])
         ax.set_xlim(-3.2, 3.2)
         ax.axvline(0, color="0.6", lw=0.8)

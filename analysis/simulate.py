@@ -17,8 +17,9 @@ DEFAULT_SCENARIOS = {
 DAY = 86400.0
 
 
-def time_grid(t_end: float = 7 * DAY, dense_until: float = 6 * 3600.0, dt_dense: float = 60.0,
-              n_sparse: int = 400) -> np.ndarray:
+def time_grid(
+    t_end: float = 7 * DAY, dense_until: float = 6 * 3600.0, dt_dense: float = 60.0, n_sparse: int = 400
+) -> np.ndarray:
     """Output times (s): every ``dt_dense`` s up to ``dense_until``, then ``n_sparse`` points to ``t_end``."""
     if t_end <= 0:
         raise ValueError(f"t_end must be positive, got {t_end}")

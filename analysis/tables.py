@@ -56,13 +56,13 @@ class Parameter:
     description: str
 
 
-def _float(path: str, n: int, name: str, text: str) -> float:
+def _float(where: str, n: int, name: str, text: str) -> float:
     try:
         x = float(text)
     except ValueError:
-        raise TableError(f"{path}:{n}: {name} {text!r} is not a number") from None
+        raise TableError(f"{where}: {name} {text!r} is not a number") from None
     if not math.isfinite(x):
-        raise TableError(f"{path}:{n}: {name} {text!r} is not finite")
+        raise TableError(f"{where}: {name} {text!r} is not finite")
     return x
 
 
@@ -77,14 +77,15 @@ def read_parameters(species: str | None = None, path: Path | None = None) -> dic
     units = read_units()
     out: dict[str, Parameter] = {}
     for n, row in enumerate(read_tsv(path, PARAMETER_COLUMNS), start=2):
+        loc = f"{path.name}:{n} ({row['id']})"
         p = Parameter(
             id=row["id"],
             model=row["model"],
-            value=_float(path.name, n, "value", row["value"]),
+            value=_float(loc, n, "value", row["value"]),
             unit=row["unit"],
             sbo=row["sbo"],
-            lower=_float(path.name, n, "lower", row["lower"]),
-            upper=_float(path.name, n, "upper", row["upper"]),
+            lower=_float(loc, n, "lower", row["lower"]),
+            upper=_float(loc, n, "upper", row["upper"]),
             evidence=row["evidence"],
             source=row["source"],
             description=row["description"],

@@ -29,8 +29,23 @@ from analysis.model import CascadeModel, load_model
 from analysis.paths import MODELS
 from analysis.tables import TableError, read_tsv
 
-VALIDATION_COLUMNS = ["id", "stage", "species", "dose", "interventions", "readout", "observable",
-                      "t_start", "t_end", "lower", "upper", "unit", "evidence", "citation", "note"]
+VALIDATION_COLUMNS = [
+    "id",
+    "stage",
+    "species",
+    "dose",
+    "interventions",
+    "readout",
+    "observable",
+    "t_start",
+    "t_end",
+    "lower",
+    "upper",
+    "unit",
+    "evidence",
+    "citation",
+    "note",
+]
 READOUTS = {"value", "max", "min", "half_life", "lag", "gain_ratio", "ic50", "ic50_ratio", "mgfree"}
 PRETREATMENT = 3600.0  # s between intervention start and dose in blockade experiments
 
@@ -69,11 +84,21 @@ def read_targets(path=None) -> list[Target]:
     for n, r in enumerate(read_tsv(path, VALIDATION_COLUMNS), start=2):
         try:
             t = Target(
-                id=r["id"], stage=r["stage"], species=r["species"], dose=float(r["dose"]),
-                interventions=_interventions(r["interventions"]), readout=r["readout"],
-                observable=r["observable"], t_start=float(r["t_start"]), t_end=float(r["t_end"]),
-                lower=float(r["lower"]), upper=float(r["upper"]), unit=r["unit"],
-                evidence=r["evidence"], citation=r["citation"], note=r["note"],
+                id=r["id"],
+                stage=r["stage"],
+                species=r["species"],
+                dose=float(r["dose"]),
+                interventions=_interventions(r["interventions"]),
+                readout=r["readout"],
+                observable=r["observable"],
+                t_start=float(r["t_start"]),
+                t_end=float(r["t_end"]),
+                lower=float(r["lower"]),
+                upper=float(r["upper"]),
+                unit=r["unit"],
+                evidence=r["evidence"],
+                citation=r["citation"],
+                note=r["note"],
             )
         except ValueError as exc:
             raise TableError(f"validation.tsv:{n}: {exc}") from None
@@ -97,8 +122,9 @@ class _Runner:
     def __init__(self):
         self.cache: dict[tuple, pd.DataFrame] = {}
 
-    def run(self, model: CascadeModel, params: dict[str, float], t_dose: float, t_max: float,
-            observables: list[str]) -> pd.DataFrame:
+    def run(
+        self, model: CascadeModel, params: dict[str, float], t_dose: float, t_max: float, observables: list[str]
+    ) -> pd.DataFrame:
         key = (model.model_id, tuple(sorted(params.items())), t_dose, t_max, tuple(observables))
         if key not in self.cache:
             df = model.simulate(_grid(t_dose, t_max), {**params, "t_dose": t_dose}, observables)
@@ -170,11 +196,13 @@ def evaluate(target: Target, runner: _Runner | None = None) -> float:
     t_max = max(target.t_start, target.t_end)
     base = {"dose": target.dose}
     if target.readout == "gain_ratio":
+
         def gain(iv: dict[str, float]) -> float:
             on = runner.run(m, {**base, **iv}, PRETREATMENT, t_max, obs_ids)
             off = runner.run(m, {**base, **iv, "dose": 0.0}, PRETREATMENT, t_max, obs_ids)
-            return _at(_series(on, target.observable), target.t_start) - _at(_series(off, target.observable),
-                                                                             target.t_start)
+            return _at(_series(on, target.observable), target.t_start) - _at(
+                _series(off, target.observable), target.t_start
+            )
 
         control = gain({})
         if abs(control) < 1e-9:
@@ -184,7 +212,8 @@ def evaluate(target: Target, runner: _Runner | None = None) -> float:
     if target.readout == "lag":
         a, b = target.observable.split("|")
         return _onset(_window(df[b], target.t_start, target.t_end)) - _onset(
-            _window(df[a], target.t_start, target.t_end))
+            _window(df[a], target.t_start, target.t_end)
+        )
     s = _series(df, target.observable)
     if target.readout == "value":
         return _at(s, target.t_start)
@@ -207,8 +236,22 @@ def run_validation(targets: list[Target] | None = None) -> pd.DataFrame:
     for t in targets:
         value = evaluate(t, runner)
         ok = bool(t.lower <= value <= t.upper)
-        rows.append({"id": t.id, "stage": t.stage, "species": t.species, "dose_mg_per_kg": t.dose,
-                     "readout": t.readout, "observable": t.observable, "time_min": t.t_start,
-                     "lower": t.lower, "upper": t.upper, "simulated": value, "unit": t.unit,
-                     "passed": ok, "evidence": t.evidence, "citation": t.citation})
+        rows.append(
+            {
+                "id": t.id,
+                "stage": t.stage,
+                "species": t.species,
+                "dose_mg_per_kg": t.dose,
+                "readout": t.readout,
+                "observable": t.observable,
+                "time_min": t.t_start,
+                "lower": t.lower,
+                "upper": t.upper,
+                "simulated": value,
+                "unit": t.unit,
+                "passed": ok,
+                "evidence": t.evidence,
+                "citation": t.citation,
+            }
+        )
     return pd.DataFrame(rows)

@@ -11,102 +11,155 @@ then `make build`.
 
     python models/derive_baseline_parameters.py
 """
-import csv, math, sys, json
+
+import csv
+import json
+import math
+import sys
 from pathlib import Path
 
-P = Path(__file__).resolve().parent / 'parameters.tsv'
+P = Path(__file__).resolve().parent / "parameters.tsv"
+
+
 def load():
-    rows = list(csv.DictReader(open(P), delimiter='\t'))
+    rows = list(csv.DictReader(open(P), delimiter="\t"))
     return rows
+
+
 def save(rows):
-    with open(P, 'w', newline='') as f:
-        w = csv.DictWriter(f, list(rows[0].keys()), delimiter='\t', lineterminator='\n'); w.writeheader(); w.writerows(rows)
-def get(rows, pid, model='both'):
+    with open(P, "w", newline="") as f:
+        w = csv.DictWriter(f, list(rows[0].keys()), delimiter="\t", lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def get(rows, pid, model="both"):
     for r in rows:
-        if r['id'] == pid and r['model'] in (model, 'both'): return float(r['value'])
+        if r["id"] == pid and r["model"] in (model, "both"):
+            return float(r["value"])
     raise KeyError(pid)
-def put(rows, pid, val, model='both'):
+
+
+def put(rows, pid, val, model="both"):
     for r in rows:
-        if r['id'] == pid and r['model'] == model:
-            r['evidence'] = 'assumed'
-            r['source'] = SOURCE
-            v = float(f'{val:.4g}'); r['value'] = repr(v) if abs(v) < 1e-3 or abs(v) >= 1e5 else f'{v:g}'
-            lo, hi = float(r['lower']), float(r['upper'])
+        if r["id"] == pid and r["model"] == model:
+            r["evidence"] = "assumed"
+            r["source"] = SOURCE
+            v = float(f"{val:.4g}")
+            r["value"] = repr(v) if abs(v) < 1e-3 or abs(v) >= 1e5 else f"{v:g}"
+            lo, hi = float(r["lower"]), float(r["upper"])
             if not lo <= v <= hi:
-                r['lower'] = f'{v/2:.3g}' if v > 0 else f'{2*v:.3g}'; r['upper'] = f'{v*2:.3g}' if v > 0 else f'{v/2:.3g}'
+                r["lower"] = f"{v / 2:.3g}" if v > 0 else f"{2 * v:.3g}"
+                r["upper"] = f"{v * 2:.3g}" if v > 0 else f"{v / 2:.3g}"
             return
     raise KeyError(pid)
 
+
 def calibrate(D):
-    rows = load(); g = lambda p: get(rows, p)
-    glu0 = D['glu0']
-    occ = g('glycine')/(g('glycine')+g('kd_glycine'))
+    rows = load()
+
+    def g(pid):
+        return get(rows, pid)
+
+    glu0 = D["glu0"]
+    occ = g("glycine") / (g("glycine") + g("kd_glycine"))
+
     def nmda_O(koff, kopen):
-        a = g('k_nmda_glu_on')*glu0*occ; x = a/koff; y = kopen/g('k_nmda_close')
-        return x*y/(1+x+x*y)
-    O_pyr = nmda_O(g('k_nmda_glu_off_pyr'), g('k_nmda_open_pyr'))
-    O_int = nmda_O(g('k_nmda_glu_off_int'), g('k_nmda_open_int'))
-    b = g('k_ampa_on')*glu0; AO = b/(g('k_ampa_off')+g('k_ampa_des')); AD = AO*g('k_ampa_des')/g('k_ampa_rec')
-    ampa = AO/(1+AO+AD)
-    mg = g('mg_ext'); d = g('mg_delta')
-    mf = lambda v, k0: 1/(1+mg/k0*math.exp(-d*v))
-    VE, VI = D['VE'], D['VI']
-    mfE, mfI = mf(VE, g('mg_k0_pyr')), mf(VI, g('mg_k0_int'))
-    E = g('e_exc'); Eg = g('e_gaba')
-    put(rows, 'g_ampa_pyr', D['IaE']/(ampa*(E-VE)))
-    put(rows, 'g_nmda_pyr', D['InE']/(O_pyr*mfE*(E-VE)))
-    gact = D['rI']/(D['rI']+g('k_gaba_rate'))
-    put(rows, 'g_gaba_pyr', D['IgE']/(gact*(VE-Eg)))
-    put(rows, 'i_ext_pyr', D['IxE'])
-    IE = D['IaE']+D['InE']-D['IgE']+D['IxE']
-    put(rows, 'r_in_pyr', (VE-g('v_rest_pyr'))/IE)
-    put(rows, 'g_ampa_int', D['IaI']/(ampa*(E-VI)))
-    put(rows, 'g_nmda_int', D['InI']/(O_int*mfI*(E-VI)))
-    put(rows, 'i_ext_int', D['IxI'])
-    II = D['IaI']+D['InI']+D['IxI']
-    put(rows, 'r_in_int', (VI-g('v_rest_int'))/II)
-    put(rows, 'i_slope_pyr', D['sE']); put(rows, 'i_slope_int', D['sI'])
-    put(rows, 'i_half_pyr', IE + D['sE']*math.log(g('rate_max_pyr')/D['rE']-1))
-    put(rows, 'i_half_int', II + D['sI']*math.log(g('rate_max_int')/D['rI']-1))
+        a = g("k_nmda_glu_on") * glu0 * occ
+        x = a / koff
+        y = kopen / g("k_nmda_close")
+        return x * y / (1 + x + x * y)
+
+    O_pyr = nmda_O(g("k_nmda_glu_off_pyr"), g("k_nmda_open_pyr"))
+    O_int = nmda_O(g("k_nmda_glu_off_int"), g("k_nmda_open_int"))
+    b = g("k_ampa_on") * glu0
+    AO = b / (g("k_ampa_off") + g("k_ampa_des"))
+    AD = AO * g("k_ampa_des") / g("k_ampa_rec")
+    ampa = AO / (1 + AO + AD)
+    mg = g("mg_ext")
+    d = g("mg_delta")
+
+    def mf(v, k0):
+        return 1 / (1 + mg / k0 * math.exp(-d * v))
+
+    VE, VI = D["VE"], D["VI"]
+    mfE, mfI = mf(VE, g("mg_k0_pyr")), mf(VI, g("mg_k0_int"))
+    E = g("e_exc")
+    Eg = g("e_gaba")
+    put(rows, "g_ampa_pyr", D["IaE"] / (ampa * (E - VE)))
+    put(rows, "g_nmda_pyr", D["InE"] / (O_pyr * mfE * (E - VE)))
+    gact = D["rI"] / (D["rI"] + g("k_gaba_rate"))
+    put(rows, "g_gaba_pyr", D["IgE"] / (gact * (VE - Eg)))
+    put(rows, "i_ext_pyr", D["IxE"])
+    IE = D["IaE"] + D["InE"] - D["IgE"] + D["IxE"]
+    put(rows, "r_in_pyr", (VE - g("v_rest_pyr")) / IE)
+    put(rows, "g_ampa_int", D["IaI"] / (ampa * (E - VI)))
+    put(rows, "g_nmda_int", D["InI"] / (O_int * mfI * (E - VI)))
+    put(rows, "i_ext_int", D["IxI"])
+    II = D["IaI"] + D["InI"] + D["IxI"]
+    put(rows, "r_in_int", (VI - g("v_rest_int")) / II)
+    put(rows, "i_slope_pyr", D["sE"])
+    put(rows, "i_slope_int", D["sI"])
+    put(rows, "i_half_pyr", IE + D["sE"] * math.log(g("rate_max_pyr") / D["rE"] - 1))
+    put(rows, "i_half_int", II + D["sI"] * math.log(g("rate_max_int") / D["rI"] - 1))
     # glutamate: uptake at glu0 balanced by release (fraction frel) and non-vesicular source
-    up = g('vmax_eaat')*glu0/(g('km_eaat')+glu0)
-    put(rows, 'k_glu_release', D['frel']*up/D['rE']); put(rows, 'k_glu_nonvesicular', (1-D['frel'])*up)
+    up = g("vmax_eaat") * glu0 / (g("km_eaat") + glu0)
+    put(rows, "k_glu_release", D["frel"] * up / D["rE"])
+    put(rows, "k_glu_nonvesicular", (1 - D["frel"]) * up)
     # Ca2+: entry split L-type / NMDA / leak at ca0
-    ca0 = D['ca0']; ent = g('k_ca_extrusion')*ca0
-    vd = VE + g('r_dend_pyr')*D['IaE']
-    lt = 1/(1+math.exp((g('v_half_ltype')-vd)/g('k_slope_ltype')))
-    put(rows, 'k_ca_ltype', D['fL']*ent/lt); put(rows, 'k_ca_nmda', D['fN']*ent/D['InE']); put(rows, 'k_ca_leak', (1-D['fL']-D['fN'])*ent)
+    ca0 = D["ca0"]
+    ent = g("k_ca_extrusion") * ca0
+    vd = VE + g("r_dend_pyr") * D["IaE"]
+    lt = 1 / (1 + math.exp((g("v_half_ltype") - vd) / g("k_slope_ltype")))
+    put(rows, "k_ca_ltype", D["fL"] * ent / lt)
+    put(rows, "k_ca_nmda", D["fN"] * ent / D["InE"])
+    put(rows, "k_ca_leak", (1 - D["fL"] - D["fN"]) * ent)
     # signalling baselines
-    trkb_tot, cplx = D['trkb_tot'], D['trkb_occ']*D['trkb_tot']
-    ext0 = (g('k_trkb_off')+g('k_trkb_internalisation'))*cplx/(g('k_trkb_on')*(trkb_tot-cplx))
-    release = g('k_bdnf_clearance')*ext0 + g('k_trkb_internalisation')*cplx
-    h = (ca0/g('k_ca_bdnf'))**g('n_ca_bdnf'); h = h/(1+h)
-    put(rows, 'k_bdnf_release', release/(h*D['bdnf_ves0']))
-    akt_frac = D['akt_frac']; r_ph = g('k_akt_dephos')*akt_frac/(1-akt_frac)
-    put(rows, 'k_akt_trkb', D['akt_trkb_share']*r_ph/cplx); put(rows, 'k_akt_basal', (1-D['akt_trkb_share'])*r_ph)
-    aktp0 = akt_frac*D['akt_tot']
-    m_frac = D['mtor_frac']; r_m = g('k_mtorc1_inact')*m_frac/(1-m_frac)
-    put(rows, 'k_mtorc1_akt', D['mtor_akt_share']*r_m/aktp0); put(rows, 'k_mtorc1_basal', (1-D['mtor_akt_share'])*r_m)
-    mp0 = m_frac*D['mtor_tot']
-    e_frac = D['eef2p_frac']; act = 1/(1+mp0/g('ki_mtorc1_eef2k'))
-    put(rows, 'k_eef2k', g('k_eef2_dephos')*e_frac/((1-e_frac)*act))
-    eef2 = (1-e_frac)*D['eef2_tot']; tl = g('translation_basal') + m_frac
-    put(rows, 'k_bdnf_degradation', math.log(2)/D['bdnf_thalf'])
-    put(rows, 'k_bdnf_translation', (g('k_bdnf_degradation')*D['bdnf_ves0'] + release)/(eef2*(g('bdnf_translation_basal') + m_frac)))
-    put(rows, 'k_sp_degradation', math.log(2)/D['sp_thalf'])
-    put(rows, 'k_sp_translation', g('k_sp_degradation')*D['sp0']/(eef2*tl))
-    n = g('n_sp_spine'); put(rows, 'k_sp_spine', D['sp0']*((1-D['drive0'])/D['drive0'])**(1/n))
+    trkb_tot, cplx = D["trkb_tot"], D["trkb_occ"] * D["trkb_tot"]
+    ext0 = (g("k_trkb_off") + g("k_trkb_internalisation")) * cplx / (g("k_trkb_on") * (trkb_tot - cplx))
+    release = g("k_bdnf_clearance") * ext0 + g("k_trkb_internalisation") * cplx
+    h = (ca0 / g("k_ca_bdnf")) ** g("n_ca_bdnf")
+    h = h / (1 + h)
+    put(rows, "k_bdnf_release", release / (h * D["bdnf_ves0"]))
+    akt_frac = D["akt_frac"]
+    r_ph = g("k_akt_dephos") * akt_frac / (1 - akt_frac)
+    put(rows, "k_akt_trkb", D["akt_trkb_share"] * r_ph / cplx)
+    put(rows, "k_akt_basal", (1 - D["akt_trkb_share"]) * r_ph)
+    aktp0 = akt_frac * D["akt_tot"]
+    m_frac = D["mtor_frac"]
+    r_m = g("k_mtorc1_inact") * m_frac / (1 - m_frac)
+    put(rows, "k_mtorc1_akt", D["mtor_akt_share"] * r_m / aktp0)
+    put(rows, "k_mtorc1_basal", (1 - D["mtor_akt_share"]) * r_m)
+    mp0 = m_frac * D["mtor_tot"]
+    e_frac = D["eef2p_frac"]
+    act = 1 / (1 + mp0 / g("ki_mtorc1_eef2k"))
+    put(rows, "k_eef2k", g("k_eef2_dephos") * e_frac / ((1 - e_frac) * act))
+    eef2 = (1 - e_frac) * D["eef2_tot"]
+    tl = g("translation_basal") + m_frac
+    put(rows, "k_bdnf_degradation", math.log(2) / D["bdnf_thalf"])
+    put(
+        rows,
+        "k_bdnf_translation",
+        (g("k_bdnf_degradation") * D["bdnf_ves0"] + release) / (eef2 * (g("bdnf_translation_basal") + m_frac)),
+    )
+    put(rows, "k_sp_degradation", math.log(2) / D["sp_thalf"])
+    put(rows, "k_sp_translation", g("k_sp_degradation") * D["sp0"] / (eef2 * tl))
+    n = g("n_sp_spine")
+    put(rows, "k_sp_spine", D["sp0"] * ((1 - D["drive0"]) / D["drive0"]) ** (1 / n))
     # spines: transient T0, stable S0
-    T0, S0, dr = D['T0'], D['S0'], D['drive0']
-    put(rows, 'k_spine_stabilisation', g('k_spine_elim_stable')*S0/(dr*T0))
-    matflux = T0*(g('k_spine_elim_transient') + g('k_spine_stabilisation')*dr)
-    N0 = matflux/g('k_spine_maturation')
-    put(rows, 'k_spine_formation', N0*(g('k_spine_maturation')+g('k_spine_retraction'))/dr)
+    T0, S0, dr = D["T0"], D["S0"], D["drive0"]
+    put(rows, "k_spine_stabilisation", g("k_spine_elim_stable") * S0 / (dr * T0))
+    matflux = T0 * (g("k_spine_elim_transient") + g("k_spine_stabilisation") * dr)
+    N0 = matflux / g("k_spine_maturation")
+    put(rows, "k_spine_formation", N0 * (g("k_spine_maturation") + g("k_spine_retraction")) / dr)
     save(rows)
     return dict(O_pyr=O_pyr, O_int=O_int, ampa=ampa, mfE=mfE, mfI=mfI)
 
-SOURCE = ('derived from the designed drug-free baseline (models/derive_baseline_parameters.py: rates 2/10 Hz, '
-          'membrane potentials, current shares, active-protein fractions, turnover half-lives)')
+
+SOURCE = (
+    "derived from the designed drug-free baseline (models/derive_baseline_parameters.py: rates 2/10 Hz, "
+    "membrane potentials, current shares, active-protein fractions, turnover half-lives)"
+)
 
 # The designed drug-free operating point (units: uM, mV, Hz, pA, s).
 DESIGN = dict(
@@ -146,7 +199,7 @@ DESIGN = dict(
     T0=0.3,
     S0=0.7,
 )
-if __name__ == '__main__':
+if __name__ == "__main__":
     D = dict(DESIGN)
     D.update(json.loads(sys.argv[1]) if len(sys.argv) > 1 else {})
     print(calibrate(D))

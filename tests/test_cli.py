@@ -1,0 +1,34 @@
+"""The command line on small inputs, and the figures it draws."""
+
+import numpy as np
+import pandas as pd
+from matplotlib.image import imread
+
+from analysis import cli
+from analysis.plots import plot_cascade, save_figure
+from analysis.simulate import simulate
+
+
+def test_simulate_writes_csv(tmp_path):
+    out = tmp_path / "rat.csv"
+    assert cli.main(["simulate", "--species", "rat", "--dose", "10", "--t-end-h", "6", "--out", str(out)]) == 0
+    df = pd.read_csv(out, index_col="time")
+    assert df.index[-1] == 6 * 3600 and df["glutamate_rel"].max() > 1.1
+
+
+def test_validate_writes_report(tmp_path, capsys):
+    assert cli.main(["validate", "--out", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "passed" in text
+    for name in ("validation.csv", "validation.md", "validation.png", "validation.svg"):
+        assert (tmp_path / name).stat().st_size > 0
+
+
+def test_cascade_figure_has_content(tmp_path):
+    df = simulate("rat", {"dose": 10.0}, t_end=86400)
+    png, svg = save_figure(plot_cascade(df, "test"), tmp_path / "cascade")
+    img = imread(png)
+    assert img.shape[0] > 300 and img.shape[1] > 500
+    # not blank: many distinct colours (curves of several colours on white)
+    assert len(np.unique(img.reshape(-1, img.shape[-1])[:, :3].round(2), axis=0)) > 50
+    assert svg.read_text().count("<path") > 20

@@ -1,0 +1,79 @@
+"""The exchanged SBML: valid, unit-consistent, annotated, and carrying the contract IDs."""
+
+import libsbml
+import pytest
+
+from analysis.build import validation_messages
+from analysis.model import OBSERVABLES
+from analysis.paths import sbml_path
+from analysis.tables import read_parameters
+
+CONTRACT_INPUTS = ["dose", "t_dose", "body_weight", "inhib_ampa", "inhib_mtorc1", "inhib_trkb", "bdnf_secretion"]
+UNITS = {"ketamine_plasma": "uM", "ketamine_brain": "uM", "rate_int": "Hz", "rate_pyr": "Hz"}
+
+
+@pytest.fixture(scope="module")
+def doc(species):
+    return libsbml.readSBMLFromFile(str(sbml_path(species)))
+
+
+def test_level_version_and_time_unit(doc):
+    assert (doc.getLevel(), doc.getVersion()) == (3, 2)
+    m = doc.getModel()
+    assert m.getTimeUnits() == "second"
+    assert m.getSubstanceUnits() == "umol" and m.getVolumeUnits() == "litre"
+
+
+def test_validates_without_errors_or_unit_warnings(doc):
+    assert validation_messages(doc) == []
+
+
+def test_contract_ids_present_with_units(doc, species):
+    m = doc.getModel()
+    ids = CONTRACT_INPUTS + OBSERVABLES + (["infusion_duration"] if species == "human" else [])
+    missing = [i for i in ids if m.getElementBySId(i) is None]
+    assert missing == []
+    for pid, unit in UNITS.items():
+        assert m.getParameter(pid).getUnits() == unit
+    for pid in OBSERVABLES:
+        if pid not in UNITS:
+            assert m.getParameter(pid).getUnits() == "dimensionless", pid
+
+
+def test_every_element_has_sbo_term(doc):
+    m = doc.getModel()
+    for lst in (m.getListOfSpecies(), m.getListOfReactions(), m.getListOfParameters(), m.getListOfCompartments()):
+        for el in lst:
+            assert el.isSetSBOTerm(), f"{el.getId()} has no SBO term"
+
+
+def _resources(el):
+    out = []
+    for i in range(el.getNumCVTerms()):
+        cv = el.getCVTerm(i)
+        out += [cv.getResourceURI(j) for j in range(cv.getNumResources())]
+    return out
+
+
+def test_entities_carry_identifiers_org_annotations(doc, species):
+    m = doc.getModel()
+    for s in m.getListOfSpecies():
+        res = _resources(s)
+        assert res, f"species {s.getId()} has no annotation"
+        assert all(r.startswith("https://identifiers.org/") for r in res)
+    assert "https://identifiers.org/CHEBI:6121" in _resources(m.getSpecies("ket_central"))
+    assert "https://identifiers.org/CHEBI:29985" in _resources(m.getSpecies("glutamate"))
+    bdnf = {"human": "P23560", "rat": "P23363"}[species]
+    assert f"https://identifiers.org/uniprot:{bdnf}" in _resources(m.getSpecies("bdnf_vesicle"))
+    mtor = {"human": "P42345", "rat": "P42346"}[species]
+    assert f"https://identifiers.org/uniprot:{mtor}" in _resources(m.getSpecies("mtorc1_p"))
+    assert any("GO:" in r for r in _resources(m.getReaction("glutamate_uptake")))
+
+
+def test_parameter_values_equal_table(doc, species):
+    m = doc.getModel()
+    for pid, p in read_parameters(species).items():
+        el = m.getParameter(pid)
+        assert el is not None, pid
+        assert el.getValue() == p.value, pid
+        assert el.getUnits() == p.unit, pid
