@@ -132,6 +132,78 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ensemble_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--species", choices=SPECIES, default="rat")
+    p.add_argument("--samples", type=int, required=True, help="number of parameter sets (virtual subjects)")
+    p.add_argument("--dose", type=float, help="mg/kg (default: the species' default scenario)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--days", type=float, default=7.0, help="simulated days after the dose")
+    p.add_argument("--workers", type=int, help="local Dask worker processes (default: one per core; 0 = serial)")
+    p.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://127.0.0.1:8786")
+    p.add_argument("--chunk-size", type=int, help="parameter sets per task")
+
+
+def _run_population(args: argparse.Namespace, out: Path | None):
+    from analysis.ensemble import run_ensemble
+    from analysis.population import sample_population
+
+    dose = args.dose if args.dose is not None else DEFAULT_SCENARIOS[args.species]["dose"]
+    samples = sample_population(
+        args.species, args.samples, seed=args.seed, fixed={**DEFAULT_SCENARIOS[args.species], "dose": dose}
+    )
+    times = time_grid(args.days * DAY, n_sparse=200)
+    return run_ensemble(
+        samples,
+        args.species,
+        times,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        chunk_size=args.chunk_size,
+        out=out,
+        equilibrate=True,
+    )
+
+
+def _report_failures(result, out: Path) -> None:
+    if len(result.failures):
+        write_csv(result.failures.set_index("sample"), out / "failures.csv")
+        print(f"{len(result.failures)} parameter set(s) failed; see {out / 'failures.csv'}")
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    """Sample parameter sets from the plausible bounds and simulate them all; results as Parquet parts."""
+    out = Path(args.out)
+    result = _run_population(args, out)
+    _report_failures(result, out)
+    print(
+        f"{result.n_ok} simulations written to {out}/part-*.parquet (samples.parquet, failures.parquet); "
+        f"{result.timing['simulate_s']:.2f} s"
+    )
+    return 0
+
+
+def cmd_population(args: argparse.Namespace) -> int:
+    """Virtual population: percentile bands of every observable, as CSV and a figure."""
+    from analysis.plots import plot_population, save_figure
+    from analysis.population import percentile_bands
+
+    out = Path(args.out)
+    result = _run_population(args, out / "ensemble")
+    bands = percentile_bands(result)
+    write_csv(bands, out / "population_bands.csv")
+    _report_failures(result, out)
+    dose = args.dose if args.dose is not None else DEFAULT_SCENARIOS[args.species]["dose"]
+    save_figure(
+        plot_population(bands, f"Virtual population ({args.species}, n = {result.n_ok}, {dose:g} mg/kg)"),
+        out / "population",
+    )
+    print(
+        f"{result.n_ok}/{args.samples} subjects simulated; bands in {out}/population_bands.csv, figure "
+        f"{out}/population.png"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ketamine-cascade", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -147,6 +219,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--strict", action="store_true", help="exit 1 if any target fails")
     p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("ensemble", help="simulate N sampled parameter sets on Dask; Parquet output")
+    _ensemble_args(p)
+    p.add_argument("--out", required=True, help="output folder (Parquet parts)")
+    p.set_defaults(func=cmd_ensemble)
+    p = sub.add_parser("population", help="virtual population: percentile bands and figure")
+    _ensemble_args(p)
+    p.add_argument("--out", default=str(RESULTS / "population"))
+    p.set_defaults(func=cmd_population)
     p = sub.add_parser("run", help="main job: build, simulate defaults, validate, figures")
     p.add_argument("--out", default=str(RESULTS))
     p.set_defaults(func=cmd_run)

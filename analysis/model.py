@@ -105,6 +105,8 @@ class CascadeModel:
         self.parameters = [p for p in m.getGlobalParameterIds() if p not in ruled]
         self.defaults = {p: float(self.rr[p]) for p in self.parameters}
         self._changed: set[str] = set()
+        self._ids = set(m.getGlobalParameterIds()) | set(m.getCompartmentIds()) | set(m.getReactionIds())
+        self._selections: dict[tuple[str, ...], list[str]] = {}
 
     # -- inputs ---------------------------------------------------------------
     def check_parameters(self, values: Mapping[str, object]) -> dict[str, float]:
@@ -172,9 +174,7 @@ class CascadeModel:
         times = np.asarray(times, dtype=float)
         if times.ndim != 1 or len(times) < 2 or times[0] != 0 or np.any(np.diff(times) <= 0):
             raise ModelError("times must be a 1-D increasing array starting at 0 with at least 2 points")
-        unknown = [o for o in observables if o not in self.floating and o not in self._all_ids]
-        if unknown:
-            raise ModelError(f"unknown observable(s) {unknown} for model {self.model_id}")
+        selections = self._selections_for(tuple(observables))
         params = dict(parameters or {})
         shift = 0.0
         if equilibrate:
@@ -186,7 +186,7 @@ class CascadeModel:
         # after events at t ~ 1e8 s CVODE's automatic first step underflows t + h; start at 1 us instead
         self.rr.integrator.initial_time_step = 1e-6 if equilibrate else 0.0
         try:
-            res = self.rr.simulate(times=grid, selections=[self.selection(o) for o in observables])
+            res = self.rr.simulate(times=grid, selections=selections)
         except Exception as exc:
             raise SimulationError(f"solver failed for {self.model_id} with parameters {params}: {exc}") from exc
         finally:
@@ -200,10 +200,14 @@ class CascadeModel:
             raise SimulationError(f"non-finite values in the simulation of {self.model_id} with parameters {params}")
         return pd.DataFrame(data, index=pd.Index(times, name="time"), columns=list(observables))
 
-    @property
-    def _all_ids(self) -> set[str]:
-        m = self.rr.model
-        return set(m.getGlobalParameterIds()) | set(m.getCompartmentIds()) | set(m.getReactionIds())
+    def _selections_for(self, observables: tuple[str, ...]) -> list[str]:
+        """roadrunner selections for ``observables`` (checked once, then cached)."""
+        if observables not in self._selections:
+            unknown = [o for o in observables if o not in self.floating and o not in self._ids]
+            if unknown:
+                raise ModelError(f"unknown observable(s) {unknown} for model {self.model_id}")
+            self._selections[observables] = [self.selection(o) for o in observables]
+        return self._selections[observables]
 
 
 @lru_cache(maxsize=8)

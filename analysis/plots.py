@@ -152,3 +152,38 @@ def plot_timecourses(curves: Mapping[str, pd.DataFrame], observable: str, ylabel
         ax.set_ylabel(ylabel)
         ax.legend()
         return fig
+
+
+def plot_population(bands: pd.DataFrame, title: str = "", dose_time_s: float = 0.0) -> plt.Figure:
+    """Virtual-population percentile bands, one panel per stage (5-95 % light, 25-75 % dark, median line).
+
+    ``bands`` comes from :func:`analysis.population.percentile_bands` (index: time in s, percentile).
+    """
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(2, 3, figsize=(11, 6.2), constrained_layout=True)
+        pct = bands.index.get_level_values("percentile").unique()
+        lo, q1, med, q3, hi = (min(pct), sorted(pct)[1], 50.0, sorted(pct)[-2], max(pct))
+
+        def band(p: float) -> pd.DataFrame:
+            return bands.xs(p, level="percentile")
+
+        hours = (band(med).index.values - dose_time_s) / 3600.0
+        keep = hours > 0
+        for ax, (panel, ylabel, series) in zip(axes.flat, CASCADE_PANELS, strict=True):
+            for obs, label, color in series:
+                if obs not in bands:
+                    continue
+                ax.fill_between(
+                    hours[keep], band(lo)[obs].values[keep], band(hi)[obs].values[keep], color=color, alpha=0.15, lw=0
+                )
+                ax.fill_between(
+                    hours[keep], band(q1)[obs].values[keep], band(q3)[obs].values[keep], color=color, alpha=0.3, lw=0
+                )
+                ax.plot(hours[keep], band(med)[obs].values[keep], color=color, label=f"{label} (median)")
+            ax.set_xscale("log")
+            ax.set_title(panel, loc="left")
+            ax.set_xlabel("time after dose (h)")
+            ax.set_ylabel(ylabel)
+            ax.legend(loc="best")
+        fig.suptitle(title or f"Virtual population: median, {q1:g}-{q3:g} % and {lo:g}-{hi:g} % bands")
+        return fig

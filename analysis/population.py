@@ -1,0 +1,118 @@
+"""Virtual populations: parameter sets sampled from the table's plausible bounds.
+
+Distributions (documented in README, "Virtual populations"):
+
+* positive parameters: log-normal with median = the table value, truncated to the plausible
+  bounds [lower, upper]; the log-space standard deviation is set so that the wider side of the
+  bounds lies at 1.96 sigma (i.e. the bounds are ~95 % limits of the untruncated distribution);
+* parameters whose bounds include zero or negative values (potentials, currents): normal on the
+  linear scale, same rule, truncated to the bounds.
+
+Sampling is seeded (numpy Generator) and reproducible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from analysis.ensemble import EnsembleResult, read_ensemble
+from analysis.model import ModelError
+from analysis.tables import Parameter, read_parameters
+
+#: Never sampled: dosing inputs, interventions, and bookkeeping constants.
+NOT_SAMPLED = {
+    "dose",
+    "t_dose",
+    "infusion_duration",
+    "inhib_ampa",
+    "inhib_mtorc1",
+    "inhib_trkb",
+    "inhib_ltype",
+    "bdnf_secretion",
+    "mw_ketamine",
+    "pump_volume",
+}
+
+
+def default_population_parameters(species: str) -> list[str]:
+    """Parameters varied by default: the measured and derived ones (literature variability) with a
+    non-degenerate plausible range, except dosing inputs, interventions and bookkeeping constants.
+
+    The 'assumed' lumped circuit and signalling constants are left at their values: they were
+    solved jointly for one designed drug-free operating point (models/derive_baseline_parameters.py)
+    and varying them independently mostly breaks that balance (runaway or oscillating circuits)
+    rather than describing between-subject variability.  Pass ``parameters=`` to vary any set.
+    """
+    return [
+        pid
+        for pid, p in read_parameters(species).items()
+        if pid not in NOT_SAMPLED and p.lower < p.upper and p.evidence in ("measured", "derived")
+    ]
+
+
+def _truncated(p: Parameter, n: int, rng: np.random.Generator) -> np.ndarray:
+    if p.lower > 0:
+        centre, lo, hi = np.log(p.value), np.log(p.lower), np.log(p.upper)
+        transform = np.exp
+    else:
+        centre, lo, hi = p.value, p.lower, p.upper
+        transform = None
+    sigma = max(hi - centre, centre - lo) / 1.96
+    if sigma <= 0:
+        return np.full(n, p.value)
+    a, b = (lo - centre) / sigma, (hi - centre) / sigma
+    x = stats.truncnorm.rvs(a, b, loc=centre, scale=sigma, size=n, random_state=rng)
+    return transform(x) if transform else x
+
+
+def sample_population(
+    species: str,
+    n: int,
+    seed: int = 0,
+    parameters: Sequence[str] | None = None,
+    fixed: dict[str, float] | None = None,
+) -> pd.DataFrame:
+    """``n`` virtual subjects: one row each, one column per sampled parameter (table units).
+
+    ``fixed`` adds constant columns (e.g. ``{"dose": 10}``).
+    """
+    if n < 1:
+        raise ModelError(f"the number of samples must be >= 1, got {n}")
+    table = read_parameters(species)
+    names = list(parameters) if parameters is not None else default_population_parameters(species)
+    unknown = [p for p in names if p not in table]
+    if unknown:
+        raise ModelError(f"unknown parameter(s) {unknown} for species {species!r}")
+    degenerate = [p for p in names if not table[p].lower < table[p].upper]
+    if degenerate:
+        raise ModelError(f"parameter(s) {degenerate} have lower >= upper bounds: nothing to sample")
+    rng = np.random.default_rng(seed)
+    data = {p: _truncated(table[p], n, rng) for p in names}
+    for key, val in (fixed or {}).items():
+        data[key] = np.full(n, float(val))
+    df = pd.DataFrame(data, index=pd.RangeIndex(n, name="sample"))
+    return df
+
+
+def percentile_bands(
+    result: EnsembleResult | pd.DataFrame, percentiles: Sequence[float] = (5, 25, 50, 75, 95)
+) -> pd.DataFrame:
+    """Percentiles of every observable across samples at each time.
+
+    Returns a DataFrame indexed by (time, percentile) with one column per observable.
+    """
+    if isinstance(result, EnsembleResult):
+        data = result.data if result.data is not None else read_ensemble(result.path)
+    else:
+        data = result
+    if data is None or data.empty:
+        raise ModelError("no successful simulations to summarise")
+    q = np.asarray(percentiles, dtype=float) / 100.0
+    bands = data.groupby(level="time").quantile(q)
+    bands.index = bands.index.set_names(["time", "percentile"])
+    bands.index = bands.index.set_levels(bands.index.levels[1] * 100.0, level="percentile")
+    return bands
