@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test build validate reference lint format clean
+.PHONY: run test build validate reference lint format clean notebooks
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,3 +40,7 @@ format: $(STAMP)
 
 clean:
 	rm -rf results .pytest_cache .ruff_cache
+
+# Regenerate the output-free .ipynb notebooks from their jupytext (percent .py) sources.
+notebooks: $(STAMP)
+	for f in notebooks/*.py; do $(VENV)/bin/jupytext --to ipynb --update-metadata '{"jupytext": null}' -q "$$f"; done
