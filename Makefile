@@ -18,8 +18,8 @@ run: $(STAMP)
 	$(PY) -m analysis.cli run
 
 test: $(STAMP)
-	$(PY) -m ruff check analysis tests models benchmarks
-	$(PY) -m ruff format --check analysis tests models benchmarks
+	$(PY) -m ruff check analysis tests models benchmarks notebooks
+	$(PY) -m ruff format --check analysis tests models benchmarks notebooks
 	$(PY) -m pytest -q
 
 build: $(STAMP)
@@ -33,10 +33,10 @@ reference: $(STAMP)
 	$(PY) tests/make_reference.py
 
 lint: $(STAMP)
-	$(PY) -m ruff check analysis tests models benchmarks
+	$(PY) -m ruff check analysis tests models benchmarks notebooks
 
 format: $(STAMP)
-	$(PY) -m ruff format analysis tests models benchmarks
+	$(PY) -m ruff format analysis tests models benchmarks notebooks
 
 clean:
 	rm -rf results .pytest_cache .ruff_cache

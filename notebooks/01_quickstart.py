@@ -6,6 +6,7 @@
 
 # %%
 import numpy as np
+
 from analysis import OBSERVABLES, load_model, simulate
 from analysis.plots import plot_cascade
 
@@ -21,6 +22,8 @@ human = load_model("human")  # compiled once; reuse it for many runs
 times = np.linspace(0, 24 * 3600, 289)
 for dose in (0.25, 0.5, 1.0):
     df = human.simulate(times, {"dose": dose, "infusion_duration": 2400})
-    print(f"{dose} mg/kg: plasma Cmax {df.ketamine_plasma.max():.2f} uM, peak interneuron block "
-          f"{df.nmda_block_int.max():.2f}, peak mTORC1 {df.mtorc1_rel.max():.2f}x")
+    print(
+        f"{dose} mg/kg: plasma Cmax {df.ketamine_plasma.max():.2f} uM, peak interneuron block "
+        f"{df.nmda_block_int.max():.2f}, peak mTORC1 {df.mtorc1_rel.max():.2f}x"
+    )
 print("contract observables:", ", ".join(OBSERVABLES))

@@ -6,6 +6,7 @@
 
 # %%
 import pandas as pd
+
 from analysis import run_validation, simulate
 from analysis.plots import plot_cascade, plot_validation
 

@@ -21,7 +21,8 @@ def test_notebook_paired_without_outputs(source):
     assert all(not c.get("outputs") for c in stored.cells if c.cell_type == "code"), "outputs stored"
     expected = jupytext.read(source)
     assert [c.source for c in stored.cells] == [c.source for c in expected.cells], (
-        f"{ipynb.name} out of sync with {source.name}: run `make notebooks`")
+        f"{ipynb.name} out of sync with {source.name}: run `make notebooks`"
+    )
 
 
 @pytest.mark.parametrize("source", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
