@@ -17,7 +17,7 @@ import antimony
 import libsbml
 
 from analysis.io import write_text_atomic
-from analysis.paths import MODELS, SPECIES, sbml_path
+from analysis.paths import MODELS, SBML_DIR, SPECIES, sbml_path
 from analysis.tables import (
     Parameter,
     TableError,
@@ -207,14 +207,6 @@ def set_number_units(model: libsbml.Model) -> None:
     ``piecewise(rate, cond, 0)``, an event assigning ``x = 0``) takes that
     quantity's units; every other literal is dimensionless.
     """
-    relational = {
-        libsbml.AST_RELATIONAL_GT,
-        libsbml.AST_RELATIONAL_GEQ,
-        libsbml.AST_RELATIONAL_LT,
-        libsbml.AST_RELATIONAL_LEQ,
-        libsbml.AST_RELATIONAL_EQ,
-        libsbml.AST_RELATIONAL_NEQ,
-    }
 
     def zero_units(ast: libsbml.ASTNode, units: str | None) -> None:
         if units and ast.isNumber() and ast.getValue() == 0 and not ast.hasUnits():
@@ -224,10 +216,12 @@ def set_number_units(model: libsbml.Model) -> None:
         if ast is None:
             return
         kids = [ast.getChild(i) for i in range(ast.getNumChildren())]
-        if ast.getType() in relational and len(kids) == 2:
+        # isRelational()/isPiecewise(), not getType(): once libsedml is imported in the same process,
+        # libsbml's getType() returns an opaque SWIG object
+        if ast.isRelational() and len(kids) == 2:
             zero_units(kids[1], _units_of(model, kids[0]))
             zero_units(kids[0], _units_of(model, kids[1]))
-        if ast.getType() == libsbml.AST_FUNCTION_PIECEWISE and kids:
+        if ast.isPiecewise() and kids:
             for k in kids[2::2] if len(kids) % 2 else kids[2::2]:
                 zero_units(k, _units_of(model, kids[0]))
         if ast.isNumber() and not ast.hasUnits():
@@ -273,11 +267,10 @@ def steady_state_values(sbml: str) -> dict[str, float]:
     rr = roadrunner.RoadRunner(sbml)
     rr["dose"] = 0.0
     rr.reset()
-    rr.integrator.absolute_tolerance = 1e-14
-    rr.integrator.relative_tolerance = 1e-10
+    rr.integrator.absolute_tolerance = 1e-12
+    rr.integrator.relative_tolerance = 1e-9
     # relax through the fast (ms) and slow (weeks) time scales, then polish
-    rr.simulate(0, 1e8, 2)
-    rr.simulate(1e8, 2e8, 2)
+    rr.simulate(0, 2e8, 3)
     species = list(rr.model.getFloatingSpeciesIds())
     ids = species + list(rr.model.getRateRuleSymbols())
     # species as concentrations ([id]); rate-rule parameters by value
@@ -341,13 +334,14 @@ def build_sbml(species: str) -> str:
 
 
 def build_all(outdir: Path | None = None) -> list[Path]:
-    """Build every species' SBML into ``outdir`` (default ``sbml/``), atomically."""
-    written = []
+    """Build every species' SBML into ``outdir`` (default ``sbml/``), atomically, then the exchange
+    files generated from it: SED-ML, model reports and the COMBINE archive."""
+    from analysis.exchange import write_exchange_files
+
+    outdir = Path(outdir) if outdir is not None else SBML_DIR
     texts = {sp: build_sbml(sp) for sp in SPECIES}  # build all before writing any
-    for sp, text in texts.items():
-        path = sbml_path(sp) if outdir is None else Path(outdir) / sbml_path(sp).name
-        written.append(write_text_atomic(path, text))
-    return written
+    written = [write_text_atomic(outdir / sbml_path(sp).name, text) for sp, text in texts.items()]
+    return written + write_exchange_files(outdir)
 
 
 if __name__ == "__main__":  # pragma: no cover
