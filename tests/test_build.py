@@ -14,9 +14,17 @@ def fresh(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("species", SPECIES)
-def test_committed_sbml_is_up_to_date(fresh, species):
-    name = f"ketamine_cascade_{species}.xml"
+def test_build_writes_every_exchange_file(fresh):
+    names = {p.name for p in fresh.iterdir()}
+    expected = {f"ketamine_cascade_{sp}.{ext}" for sp in SPECIES for ext in ("xml", "md")}
+    assert names == expected | {"ketamine_cascade.sedml", "ketamine_cascade.omex"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(f"ketamine_cascade{x}" for x in ("_human.xml", "_rat.xml", "_human.md", "_rat.md", ".sedml", ".omex")),
+)
+def test_committed_sbml_is_up_to_date(fresh, name):
     assert (fresh / name).read_bytes() == (SBML_DIR / name).read_bytes(), (
         f"sbml/{name} is stale: run `make build` and commit it"
     )

@@ -1,0 +1,238 @@
+"""COMBINE archive (OMEX) ``sbml/ketamine_cascade.omex``: SBML, SED-ML, metadata, README and model reports.
+
+The archive is deterministic (same inputs -> byte-identical file), so it can be committed and
+checked like the SBML files: it is written with :mod:`zipfile` with fixed entry order, time stamps,
+permissions and compression level, and its ``manifest.xml`` and ``metadata.rdf`` (OMEX metadata
+1.2 conventions) contain no creation dates.  libcombine is not used for writing because it stamps
+every entry with the current time; it reads the result (see the tests).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from xml.sax.saxutils import escape, quoteattr
+
+from analysis.io import write_atomic
+from analysis.model import OBSERVABLES
+from analysis.paths import SPECIES
+from analysis.sedml import SEDML_NAME, sbml_file_name, standard_experiments
+
+OMEX_NAME = "ketamine_cascade.omex"
+ARCHIVE_URI = f"http://omex-library.org/{OMEX_NAME}"
+#: Fixed zip time stamp (the earliest the zip format can store) and entry permissions (rw-r--r--).
+ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
+ZIP_FILE_MODE = 0o100644
+FORMATS = {
+    "omex": "http://identifiers.org/combine.specifications/omex",
+    "manifest": "http://identifiers.org/combine.specifications/omex-manifest",
+    "metadata": "http://identifiers.org/combine.specifications/omex-metadata",
+    "sbml": "http://identifiers.org/combine.specifications/sbml.level-3.version-2",
+    "sedml": "http://identifiers.org/combine.specifications/sed-ml",
+    "markdown": "http://purl.org/NET/mediatypes/text/markdown",
+}
+CREATOR = "ketamine-cascade developers"
+LICENSE_URI = "https://spdx.org/licenses/MIT"
+TITLE = "ketamine-cascade: mechanistic model of ketamine action from dose to synapses"
+DESCRIPTION = (
+    "Mechanistic systems-biology model of one dose of ketamine: pharmacokinetics (human IV infusion, rat i.p.), "
+    "open-channel trapping block of NMDA receptors with Mg2+ and voltage, preferential block on GABAergic "
+    "interneurons, disinhibition of pyramidal neurons, glutamate surge and AMPA activation, Ca2+/BDNF-TrkB-Akt-"
+    "mTORC1 and eEF2K/eEF2 signalling, synaptic-protein synthesis and dendritic-spine turnover over days. "
+    "SBML Level 3 Version 2 (time in s, concentrations in uM) with SED-ML of the standard simulation experiments."
+)
+#: Main papers behind the model: identifiers.org URI -> short citation.
+CITATIONS = {
+    "http://identifiers.org/pubmed:19371579": (
+        "Gilling et al. 2009, Neuropharmacology 56:866 (NMDA channel block kinetics)"
+    ),
+    "http://identifiers.org/doi:10.1126/science.1190287": (
+        "Li et al. 2010, Science 329:959 (mTOR-dependent synapse formation)"
+    ),
+    "http://identifiers.org/doi:10.1038/nature10130": (
+        "Autry et al. 2011, Nature 475:91 (NMDA receptor blockade at rest, eEF2)"
+    ),
+    "http://identifiers.org/doi:10.1523/JNEUROSCI.17-08-02921.1997": (
+        "Moghaddam et al. 1997, J Neurosci 17:2921 (ketamine increases prefrontal glutamate)"
+    ),
+    "http://identifiers.org/doi:10.1097/ALN.0000000000003577": (
+        "Kamp et al. 2020, Anesthesiology 133:1192 (ketamine pharmacokinetics)"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file of the archive: location (relative), format URI, master flag, one-line description."""
+
+    location: str
+    format: str
+    description: str
+    master: bool = False
+
+
+def archive_entries() -> list[Entry]:
+    """The content files of the archive (without manifest.xml and metadata.rdf), in archive order."""
+    entries = [
+        Entry(sbml_file_name(sp), FORMATS["sbml"], f"SBML L3V2 model, {sp} (time s, concentrations uM)")
+        for sp in SPECIES
+    ]
+    entries.append(Entry(SEDML_NAME, FORMATS["sedml"], "SED-ML L1V3: standard simulation experiments", True))
+    entries += [
+        Entry(f"ketamine_cascade_{sp}.md", FORMATS["markdown"], f"model report generated from the {sp} SBML")
+        for sp in SPECIES
+    ]
+    entries.append(Entry("README.md", FORMATS["markdown"], "what is in this archive and how to run it"))
+    return entries
+
+
+def manifest_xml(entries: list[Entry]) -> str:
+    """OMEX manifest listing the archive itself, the manifest, the metadata and every entry."""
+    rows = [
+        ("", FORMATS["omex"], False),
+        ("manifest.xml", FORMATS["manifest"], False),
+        ("metadata.rdf", FORMATS["metadata"], False),
+        *((e.location, e.format, e.master) for e in entries),
+    ]
+    lines = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        '<omexManifest xmlns="http://identifiers.org/combine.specifications/omex-manifest">',
+    ]
+    for loc, fmt, master in rows:
+        where = "." if not loc else f"./{loc}"
+        flag = ' master="true"' if master else ""
+        lines.append(f"  <content location={quoteattr(where)} format={quoteattr(fmt)}{flag}/>")
+    lines.append("</omexManifest>")
+    return "\n".join(lines) + "\n"
+
+
+def metadata_rdf(entries: list[Entry]) -> str:
+    """OMEX metadata (RDF/XML): title, description, creator, license and citations; no dates."""
+    lines = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"',
+        '         xmlns:dc="http://purl.org/dc/elements/1.1/"',
+        '         xmlns:dcterms="http://purl.org/dc/terms/"',
+        '         xmlns:foaf="http://xmlns.com/foaf/0.1/"',
+        '         xmlns:bqmodel="http://biomodels.net/model-qualifiers/">',
+        f"  <rdf:Description rdf:about={quoteattr(ARCHIVE_URI)}>",
+        f"    <dc:title>{escape(TITLE)}</dc:title>",
+        f"    <dc:description>{escape(DESCRIPTION)}</dc:description>",
+        "    <dc:creator>",
+        "      <rdf:Description>",
+        f"        <foaf:name>{escape(CREATOR)}</foaf:name>",
+        "      </rdf:Description>",
+        "    </dc:creator>",
+        f"    <dcterms:license rdf:resource={quoteattr(LICENSE_URI)}/>",
+    ]
+    for uri, text in CITATIONS.items():
+        lines += [
+            "    <bqmodel:isDescribedBy>",
+            f"      <rdf:Description rdf:about={quoteattr(uri)}>",
+            f"        <dc:title>{escape(text)}</dc:title>",
+            "      </rdf:Description>",
+            "    </bqmodel:isDescribedBy>",
+        ]
+    lines.append("  </rdf:Description>")
+    for e in entries:
+        lines += [
+            f"  <rdf:Description rdf:about={quoteattr(f'{ARCHIVE_URI}/{e.location}')}>",
+            f"    <dc:description>{escape(e.description)}</dc:description>",
+            "  </rdf:Description>",
+        ]
+    lines.append("</rdf:RDF>")
+    return "\n".join(lines) + "\n"
+
+
+def _experiment_lines() -> list[str]:
+    lines = []
+    for exp in standard_experiments():
+        lines.append(f"- `{exp.id}`: {exp.name}")
+        for sc in exp.scenarios:
+            inputs = ", ".join(f"{k} = {v:g}" for k, v in sc.changes.items())
+            lines.append(f"  - `{sc.id}` ({sc.species}): {inputs}")
+    return lines
+
+
+def readme_text(entries: list[Entry]) -> str:
+    """README of the archive (Markdown): contents, contract, dosing recipe, experiments."""
+    lines = [
+        "# ketamine-cascade COMBINE archive",
+        "",
+        DESCRIPTION,
+        "",
+        f"Creators: {CREATOR}. License: MIT. Generated by the ketamine-cascade build; do not edit.",
+        "",
+        "## Contents",
+        "",
+        *(f"- `{e.location}`: {e.description}{' (master)' if e.master else ''}" for e in entries),
+        "- `manifest.xml`, `metadata.rdf`: OMEX manifest and metadata (creators, license, citations)",
+        "",
+        "## Exchange contract",
+        "",
+        "Model time unit second, substance umol, volume litre (concentrations in uM). Observables: "
+        + ", ".join(f"`{o}`" for o in OBSERVABLES)
+        + ". Inputs: `dose` (mg/kg), `t_dose` (s), human `infusion_duration` (s) and `body_weight` (kg); "
+        "interventions `inhib_ampa`, `inhib_mtorc1`, `inhib_trkb`, `inhib_ltype` (fractions) and "
+        "`bdnf_secretion` (relative, default 1).",
+        "",
+        "## Dosing",
+        "",
+        "The dose is an SBML event with trigger `time >= t_dose` (initialValue false, persistent), so it fires at "
+        "`t_dose`, including `t_dose = 0`. Set the inputs in the SBML (or before the simulator's reset) and then "
+        "simulate. The SED-ML experiments change inputs with `changeAttribute` on the SBML document, i.e. before the "
+        "model is loaded, and list only inputs that differ from the SBML's values.",
+        "",
+        "Some tools fire a `t = 0` event twice: tellurium 2.2.13's SED-ML runner loads the model, applies the "
+        "changes, then saves and reloads the current state. The dosing events therefore *set* their target "
+        "(the rat i.p. depot, the human pump) instead of adding to it, so the dose is still given once. "
+        "Consequence: an i.p. dose given while a previous one is still being absorbed (within about 1 h) "
+        "replaces the remaining depot.",
+        "",
+        "## Simulation experiments (SED-ML)",
+        "",
+        "Every experiment simulates 7 days (604800 s, one output per minute) with CVODE from the drug-free steady "
+        "state and reports every observable against time; one plot per observable compares the scenarios.",
+        "",
+        *_experiment_lines(),
+        "",
+        "## Citations",
+        "",
+        *(f"- {text}: {uri}" for uri, text in CITATIONS.items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _write_zip(path: Path, members: list[tuple[str, bytes]]) -> None:
+    """Zip ``members`` (name, bytes) in order, with fixed time stamps, permissions and compression."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members:
+            info = zipfile.ZipInfo(name, date_time=ZIP_DATE_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 3  # Unix, so that the permission bits below are honoured everywhere
+            info.external_attr = ZIP_FILE_MODE << 16
+            zf.writestr(info, data, compresslevel=9)
+
+
+def write_omex(sbml_dir: Path, path: Path | None = None) -> Path:
+    """Write the COMBINE archive from the files in ``sbml_dir`` (default ``<sbml_dir>/ketamine_cascade.omex``).
+
+    ``sbml_dir`` must hold both SBML files, the SED-ML and the model reports (see
+    :func:`analysis.exchange.write_exchange_files`); the README, manifest and metadata are generated.
+    Written atomically; raises FileNotFoundError naming a missing input.
+    """
+    sbml_dir = Path(sbml_dir)
+    entries = archive_entries()
+    generated = {"README.md": readme_text(entries).encode("utf-8")}
+    members = [("manifest.xml", manifest_xml(entries).encode()), ("metadata.rdf", metadata_rdf(entries).encode())]
+    for e in entries:
+        if e.location in generated:
+            members.append((e.location, generated[e.location]))
+            continue
+        src = sbml_dir / e.location
+        if not src.exists():
+            raise FileNotFoundError(f"COMBINE archive input missing: {src}")
+        members.append((e.location, src.read_bytes()))
+    return write_atomic(path or sbml_dir / OMEX_NAME, lambda tmp: _write_zip(tmp, members))

@@ -1,0 +1,242 @@
+"""Exchange files: SED-ML, model reports and the COMBINE archive; tellurium and COPASI run the experiments."""
+
+import shutil
+import xml.etree.ElementTree as ET
+import zipfile
+
+import libsbml
+import numpy as np
+import pytest
+
+from analysis import OBSERVABLES, CascadeModel, load_model
+from analysis.exchange import write_exchange_files
+from analysis.omex import CITATIONS, CREATOR, LICENSE_URI, OMEX_NAME, archive_entries, write_omex
+from analysis.paths import SBML_DIR, SPECIES, sbml_path
+from analysis.report import report_markdown
+from analysis.sedml import (
+    N_STEPS,
+    SEDML_NAME,
+    T_END,
+    data_generator_id,
+    sbml_file_name,
+    sedml_errors,
+    standard_experiments,
+)
+from tests.test_recipe import assert_copasi_matches_roadrunner, relative_differences
+
+SCENARIOS = [sc for exp in standard_experiments() for sc in exp.scenarios]
+EXCHANGE_FILES = [SEDML_NAME, *(f"ketamine_cascade_{sp}.md" for sp in SPECIES), OMEX_NAME]
+MANIFEST_NS = {"m": "http://identifiers.org/combine.specifications/omex-manifest"}
+
+
+@pytest.fixture(scope="module")
+def exchange_dir(tmp_path_factory):
+    """Fresh exchange files next to copies of the shipped SBML files."""
+    out = tmp_path_factory.mktemp("exchange")
+    for sp in SPECIES:
+        shutil.copy(sbml_path(sp), out / sbml_file_name(sp))
+    written = write_exchange_files(out)
+    assert [p.name for p in written] == EXCHANGE_FILES
+    return out
+
+
+def _sbml_value(species, pid):
+    return libsbml.readSBMLFromFile(str(sbml_path(species))).getModel().getParameter(pid).getValue()
+
+
+# -- SED-ML ------------------------------------------------------------------------------------------
+def test_sedml_validates(exchange_dir):
+    import libsedml
+
+    text = (exchange_dir / SEDML_NAME).read_text()
+    assert sedml_errors(text) == []
+    doc = libsedml.readSedMLFromString(text)
+    assert (doc.getLevel(), doc.getVersion()) == (1, 3)
+    assert doc.getNumTasks() == doc.getNumModels() == len(SCENARIOS)
+    assert doc.getNumOutputs() == len(standard_experiments()) * (1 + len(OBSERVABLES))
+    sim = doc.getSimulation(0)
+    assert (sim.getOutputEndTime(), sim.getNumberOfSteps()) == (T_END, N_STEPS)
+
+
+def test_sedml_validator_reports_problems(exchange_dir):
+    text = (exchange_dir / SEDML_NAME).read_text()
+    broken = text.replace('taskReference="task_rat_ip"', 'taskReference="task_missing"', 1)
+    assert any("task_missing" in e for e in sedml_errors(broken))
+    assert sedml_errors(text.replace("outputEndTime", "outputEnd", 1))
+
+
+def test_sedml_changes_are_the_scenario_inputs_that_differ_from_the_sbml(exchange_dir):
+    import libsedml
+
+    doc = libsedml.readSedMLFromFile(str(exchange_dir / SEDML_NAME))
+    for sc in SCENARIOS:
+        m = doc.getModel(f"model_{sc.id}")
+        assert m.getSource() == sbml_file_name(sc.species)
+        got = {c.getTarget().split("'")[1]: float(c.getNewValue()) for c in m.getListOfChanges()}
+        want = {p: v for p, v in sc.changes.items() if _sbml_value(sc.species, p) != v}
+        assert got == want, sc.id
+    assert {sc.id for sc in SCENARIOS} >= {"rat_dose_3", "rat_dose_200", "rat_rapamycin", "rat_val66met"}
+
+
+# -- tellurium executes the archive's SED-ML -----------------------------------------------------------
+@pytest.fixture(scope="module")
+def tellurium_run(exchange_dir, tmp_path_factory):
+    """Execute the archive with tellurium (reports and plots written with the Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from tellurium.sedml import tesedml
+
+    outdir = tmp_path_factory.mktemp("tellurium")
+    try:
+        with matplotlib.rc_context({"figure.max_open_warning": 0}):  # one figure per plot2D (48)
+            results = tesedml.executeCombineArchive(
+                str(exchange_dir / OMEX_NAME), createOutputs=True, saveOutputs=True, outputDir=str(outdir)
+            )
+    finally:
+        plt.close("all")
+    (result,) = results.values()
+    return result["dataGenerators"], outdir
+
+
+def _tellurium_vs_ours(data, sc, parameters=None):
+    t = np.asarray(data[data_generator_id(sc.id, "time")], dtype=float).ravel()
+    assert len(t) == N_STEPS + 1 and t[-1] == T_END
+    ours = load_model(sc.species).simulate(t, dict(sc.changes) if parameters is None else parameters)
+    theirs = {obs: np.asarray(data[data_generator_id(sc.id, obs)], dtype=float).ravel() for obs in ours}
+    return relative_differences(theirs, ours)
+
+
+def test_tellurium_writes_every_report_and_plot(tellurium_run):
+    _, outdir = tellurium_run
+    names = {p.name for p in outdir.iterdir()}
+    n_obs = len(OBSERVABLES)
+    assert sum(n.endswith(".csv") for n in names) == len(standard_experiments())
+    assert sum(n.endswith(".pdf") for n in names) == len(standard_experiments()) * n_obs
+
+
+@pytest.mark.parametrize("sc", SCENARIOS, ids=lambda sc: sc.id)
+def test_tellurium_reproduces_our_time_courses(tellurium_run, sc):
+    """Every standard experiment, including the rat scenarios whose inputs differ from the SBML's.
+
+    (tellurium's SED-ML runner re-applies t = 0 events after reloading the changed model; the rat
+    i.p. event sets the depot rather than adding to it, so the dose is still given once.)
+    """
+    rel = _tellurium_vs_ours(tellurium_run[0], sc)
+    assert max(rel.values()) < 1e-4, rel
+    assert {"ketamine_plasma", "spine_density_rel"} <= set(rel)
+
+
+# -- COPASI runs the standard experiments --------------------------------------------------------------
+def _unique_scenarios():
+    seen, out = set(), []
+    for sc in SCENARIOS:
+        key = (sc.species, tuple(sorted(sc.changes.items())))
+        if key not in seen:
+            seen.add(key)
+            out.append(sc)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tight_models():
+    """Uncached models whose CVODE tolerances equal COPASI's in the comparison (relative 1e-9, absolute 1e-12).
+
+    At libroadrunner's default relative tolerance (1e-6) a state that inhibition drives to ~1e-4 of its
+    baseline (mTORC1 under rapamycin) is off by ~1e-6 absolute, which is 1e-3 of the comparison floor.
+    """
+    models = {}
+    for sp in SPECIES:
+        m = CascadeModel(sbml_path(sp))
+        m.rr.integrator.relative_tolerance = 1e-9
+        m.rr.integrator.absolute_tolerance = 1e-12
+        models[sp] = m
+    return models
+
+
+@pytest.mark.parametrize("t_dose", [0.0, 3600.0])
+@pytest.mark.parametrize("sc", _unique_scenarios(), ids=lambda sc: sc.id)
+def test_copasi_runs_standard_experiments(sc, t_dose, tight_models):
+    assert_copasi_matches_roadrunner(sc.species, {**sc.changes, "t_dose": t_dose}, model=tight_models[sc.species])
+
+
+# -- COMBINE archive ------------------------------------------------------------------------------------
+def test_omex_contents(exchange_dir):
+    path = exchange_dir / OMEX_NAME
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        members = {n: zf.read(n) for n in names}
+    expected = ["manifest.xml", "metadata.rdf", *(e.location for e in archive_entries())]
+    assert names == expected
+    for sp in SPECIES:
+        assert members[sbml_file_name(sp)] == (exchange_dir / sbml_file_name(sp)).read_bytes()
+    assert members[SEDML_NAME] == (exchange_dir / SEDML_NAME).read_bytes()
+    manifest = ET.fromstring(members["manifest.xml"])
+    content = {c.get("location"): c for c in manifest.findall("m:content", MANIFEST_NS)}
+    assert set(content) == {".", *(f"./{n}" for n in names)}
+    assert [loc for loc, c in content.items() if c.get("master") == "true"] == [f"./{SEDML_NAME}"]
+    rdf = members["metadata.rdf"].decode()
+    ET.fromstring(rdf)  # well-formed
+    assert CREATOR in rdf and LICENSE_URI in rdf
+    for uri in CITATIONS:
+        assert f'rdf:about="{uri}"' in rdf
+    for needle in ("pubmed:19371579", "10.1126/science.1190287", "10.1038/nature10130", "JNEUROSCI.17-08-02921.1997"):
+        assert needle in rdf
+    assert "ALN.0000000000003577" in rdf
+    assert b"tellurium" in members["README.md"]
+
+
+def test_libcombine_reads_the_archive(exchange_dir):
+    import libcombine
+
+    archive = libcombine.CombineArchive()
+    try:
+        assert archive.initializeFromArchive(str(exchange_dir / OMEX_NAME))
+        assert archive.getMasterFile().getLocation() == f"./{SEDML_NAME}"
+        sbml = [
+            e.getLocation() for e in map(archive.getEntry, range(archive.getNumEntries())) if "sbml" in e.getFormat()
+        ]
+        assert sbml == [f"./{sbml_file_name(sp)}" for sp in SPECIES]
+    finally:
+        archive.cleanUp()
+
+
+def test_omex_is_byte_identical_when_rebuilt(exchange_dir, tmp_path):
+    first = (exchange_dir / OMEX_NAME).read_bytes()
+    for name in [sbml_file_name(sp) for sp in SPECIES] + EXCHANGE_FILES[:-1]:
+        shutil.copy(exchange_dir / name, tmp_path / name)  # new files, new modification times
+    rebuilt = write_exchange_files(tmp_path)
+    assert rebuilt[-1].read_bytes() == first
+    for p in rebuilt[:-1]:
+        assert p.read_bytes() == (exchange_dir / p.name).read_bytes()
+
+
+def test_omex_missing_input_is_reported_and_nothing_written(tmp_path):
+    with pytest.raises(FileNotFoundError, match="ketamine_cascade_human.xml"):
+        write_omex(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", EXCHANGE_FILES)
+def test_committed_exchange_files_are_up_to_date(exchange_dir, name):
+    assert (SBML_DIR / name).read_bytes() == (exchange_dir / name).read_bytes(), (
+        f"sbml/{name} is stale: run `make build` and commit it"
+    )
+
+
+# -- model report ---------------------------------------------------------------------------------------
+def test_report_mentions_every_element(species):
+    text = report_markdown(sbml_path(species))
+    model = libsbml.readSBMLFromFile(str(sbml_path(species))).getModel()
+    ids = [r.getId() for r in model.getListOfReactions()] + [p.getId() for p in model.getListOfParameters()]
+    ids += [s.getId() for s in model.getListOfSpecies()] + [e.getId() for e in model.getListOfEvents()]
+    missing = [i for i in ids if f"`{i}`" not in text]
+    assert missing == []
+    for s in model.getListOfSpecies():
+        assert f"d[{s.getId()}]/dt = " in text
+    for r in model.getListOfRules():
+        prefix = f"d{r.getVariable()}/dt = " if r.isRate() else f"{r.getVariable()} = "
+        assert prefix in text
+    assert "PMID 19371579" in text  # kon_ket's source, from the SBML notes
+    assert "https://identifiers.org/CHEBI:6121" in text
