@@ -1,4 +1,4 @@
-"""Command line: ``ketamine-cascade {build,simulate,validate,run}``.
+"""Command line `ketamine-cascade`: build, simulate, validate, ensemble, population and the analyses.
 
 Thin layer over the package functions; every file is written atomically.
 """
@@ -227,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     _ensemble_args(p)
     p.add_argument("--out", default=str(RESULTS / "population"))
     p.set_defaults(func=cmd_population)
+    from analysis import cli_analyses
+
+    cli_analyses.register(sub)  # sensitivity, dose-response, interventions, scan
     p = sub.add_parser("run", help="main job: build, simulate defaults, validate, figures")
     p.add_argument("--out", default=str(RESULTS))
     p.set_defaults(func=cmd_run)

@@ -1,0 +1,178 @@
+"""CLI subcommands of the analyses: ``sensitivity``, ``dose-response``, ``interventions``, ``scan``.
+
+Wire into :mod:`analysis.cli` with ``register(sub)`` where ``sub = parser.add_subparsers(...)``;
+each subcommand sets ``func`` (returns an exit code) and writes CSV tables and PNG/SVG figures
+under ``--out`` atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.io import write_atomic
+from analysis.model import OBSERVABLES, ModelError
+from analysis.paths import RESULTS, SPECIES
+
+GLOBAL_METHODS = ("morris", "sobol")
+
+
+def write_csv(df: pd.DataFrame, path: Path) -> Path:
+    """Write ``df`` as CSV atomically (same format as analysis.cli.write_csv)."""
+    return write_atomic(path, lambda p: df.to_csv(p, float_format="%.10g"))
+
+
+def _names(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def _floats(text: str | None) -> list[float] | None:
+    if not text:
+        return None
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ModelError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def cmd_sensitivity(args: argparse.Namespace) -> int:
+    """Local sensitivities: time-course heatmap, readout table, tornado figures."""
+    from analysis import sensitivity as S
+    from analysis.analysis_plots import plot_sensitivity_heatmap, plot_tornado, save_figure
+
+    if args.method in GLOBAL_METHODS:
+        raise ModelError(f"--method {args.method} requires the ensemble engine (global sensitivity, not yet wired)")
+    out = Path(args.out)
+    params = _names(args.parameters)
+    readouts = _names(args.readouts)
+    ts = S.timecourse_sensitivities(
+        args.species, params, observables=OBSERVABLES, times=np.linspace(0, args.hours * 3600.0, args.n_times)
+    )
+    long = ts.stack(level=[0, 1], future_stack=True).rename("scaled_sensitivity").reset_index()
+    write_csv(long.set_index("time_after_dose_s"), out / "sensitivity_timecourse.csv")
+    summary = S.summarise_timecourse(ts)
+    write_csv(summary, out / "sensitivity_observables.csv")
+    save_figure(
+        plot_sensitivity_heatmap(summary, f"{args.species}: max scaled sensitivity over {args.hours:g} h"),
+        out / "sensitivity_heatmap",
+    )
+    rs = S.readout_sensitivities(args.species, params, readouts=readouts, rel_step=args.rel_step)
+    write_csv(rs, out / "sensitivity_readouts.csv")
+    save_figure(plot_sensitivity_heatmap(rs, f"{args.species}: readout sensitivities"), out / "sensitivity_readouts")
+    for r in rs.columns if args.tornado == "all" else (_names(args.tornado) or []):
+        save_figure(plot_tornado(S.tornado(rs, r, args.top), r, f"{args.species}: {r}"), out / f"tornado_{r}")
+    print(f"sensitivity ({ts.attrs.get('method')}): {len(rs)} parameters x {rs.shape[1]} readouts -> {out}/")
+    return 0
+
+
+def cmd_dose_response(args: argparse.Namespace) -> int:
+    """Every readout vs dose (log-spaced)."""
+    from analysis import doseresponse as D
+    from analysis.analysis_plots import plot_dose_response, save_figure
+
+    lo, hi = D.DOSE_RANGES[args.species]
+    doses = D.log_doses(args.min_dose if args.min_dose is not None else lo, args.max_dose or hi, args.n)
+    table = D.dose_response(args.species, doses, readouts=_names(args.readouts))
+    out = Path(args.out)
+    write_csv(table, out / f"dose_response_{args.species}.csv")
+    save_figure(plot_dose_response(table, f"Dose-response, {args.species}"), out / f"dose_response_{args.species}")
+    print(f"dose-response: {len(table)} doses x {table.shape[1]} readouts -> {out}/")
+    return 0
+
+
+def cmd_interventions(args: argparse.Namespace) -> int:
+    """Interventions vs control and dosing regimens."""
+    from analysis import doseresponse as D
+    from analysis.analysis_plots import plot_interventions, plot_regimens, save_figure
+
+    out = Path(args.out)
+    readouts = _names(args.readouts)
+    table, curves = D.interventions(args.species, args.dose, readouts=readouts, horizon_s=args.days * 86400.0)
+    write_csv(table, out / f"interventions_{args.species}.csv")
+    save_figure(
+        plot_interventions(curves, table, f"Interventions, {args.species}"), out / f"interventions_{args.species}"
+    )
+    reg, rc = D.regimens(
+        args.species, n_doses=(1, args.repeat), interval_s=args.interval_h * 3600.0, dose=args.dose,
+        readouts=readouts, horizon_s=args.days * 86400.0,
+    )  # fmt: skip
+    write_csv(reg, out / f"regimens_{args.species}.csv")
+    save_figure(plot_regimens(rc, f"Dosing regimens, {args.species}"), out / f"regimens_{args.species}")
+    print(f"interventions: {len(curves)} arms, regimens: {len(reg)} -> {out}/")
+    return 0
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    """1-D scan (one parameter) or 2-D scan (two parameters)."""
+    from analysis import doseresponse as D
+    from analysis.analysis_plots import plot_scan_1d, plot_scan_2d, save_figure
+    from analysis.tables import read_parameters
+
+    out = Path(args.out)
+    params = _names(args.parameter) or []
+    readouts = _names(args.readouts)
+    units = {k: p.unit for k, p in read_parameters(args.species).items()}
+    if len(params) == 1:
+        table = D.scan_1d(args.species, params[0], _floats(args.values), args.n, readouts=readouts)
+        write_csv(table, out / f"scan_{params[0]}.csv")
+        save_figure(plot_scan_1d(table, params[0], units.get(params[0], "")), out / f"scan_{params[0]}")
+    elif len(params) == 2:
+        table = D.scan_2d(args.species, (params[0], params[1]), n=args.n, readouts=readouts)
+        stem = f"scan_{params[0]}_{params[1]}"
+        write_csv(table.set_index([params[0], params[1]]), out / f"{stem}.csv")
+        for r in [c for c in table.columns if c not in params]:
+            save_figure(
+                plot_scan_2d(table, r, (units.get(params[0], ""), units.get(params[1], ""))), out / f"{stem}_{r}"
+            )
+    else:
+        raise ModelError(f"--parameter takes one or two comma-separated ids, got {args.parameter!r}")
+    print(f"scan of {', '.join(params)}: {len(table)} points -> {out}/")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the analysis subcommands to ``subparsers`` (of the ``ketamine-cascade`` parser)."""
+    p = subparsers.add_parser("sensitivity", help="local (and later global) sensitivity analysis")
+    p.add_argument("--species", choices=SPECIES, default="rat")
+    p.add_argument("--method", choices=("local",) + GLOBAL_METHODS, default="local")
+    p.add_argument("--parameters", help="comma-separated ids (default: every varied parameter of the table)")
+    p.add_argument("--readouts", help="comma-separated readout names (default: all)")
+    p.add_argument("--hours", type=float, default=48.0, help="time-course sensitivities up to this time after the dose")
+    p.add_argument("--n-times", type=int, default=97, help="output times of the time-course sensitivities")
+    p.add_argument("--rel-step", type=float, default=0.01, help="relative finite-difference step of the readouts")
+    p.add_argument("--tornado", default="spine_gain_24h,glutamate_peak,mtorc1_peak", help="readouts or 'all'")
+    p.add_argument("--top", type=int, default=15, help="parameters per tornado")
+    p.add_argument("--seed", type=int, default=0, help="random seed (global methods; local is deterministic)")
+    p.add_argument("--out", default=str(RESULTS / "sensitivity"))
+    p.set_defaults(func=cmd_sensitivity)
+
+    p = subparsers.add_parser("dose-response", help="every readout vs log-spaced dose")
+    p.add_argument("--species", choices=SPECIES, default="rat")
+    p.add_argument("--n", type=int, default=25, help="number of doses")
+    p.add_argument("--min-dose", type=float, help="mg/kg (default rat 0.1, human 0.05)")
+    p.add_argument("--max-dose", type=float, help="mg/kg (default rat 300, human 2)")
+    p.add_argument("--readouts", help="comma-separated readout names (default: all)")
+    p.add_argument("--out", default=str(RESULTS / "dose_response"))
+    p.set_defaults(func=cmd_dose_response)
+
+    p = subparsers.add_parser("interventions", help="rapamycin, NBQX, anti-BDNF, Val66Met vs control; regimens")
+    p.add_argument("--species", choices=SPECIES, default="rat")
+    p.add_argument("--dose", type=float, help="mg/kg (default: the species' default scenario)")
+    p.add_argument("--days", type=float, default=7.0, help="simulated days after the (last) dose")
+    p.add_argument("--repeat", type=int, default=3, help="number of doses of the repeated regimen")
+    p.add_argument("--interval-h", type=float, default=48.0, help="hours between repeated doses")
+    p.add_argument("--readouts", help="comma-separated readout names (default: all)")
+    p.add_argument("--out", default=str(RESULTS / "interventions"))
+    p.set_defaults(func=cmd_interventions)
+
+    p = subparsers.add_parser("scan", help="1-D or 2-D parameter scan over the plausible bounds")
+    p.add_argument("--species", choices=SPECIES, default="rat")
+    p.add_argument("--parameter", required=True, help="one id (1-D) or two comma-separated ids (2-D)")
+    p.add_argument("--values", help="comma-separated values for a 1-D scan (default: n values over the bounds)")
+    p.add_argument("--n", type=int, default=11, help="values per parameter")
+    p.add_argument("--readouts", help="comma-separated readout names (default: all)")
+    p.add_argument("--out", default=str(RESULTS / "scan"))
+    p.set_defaults(func=cmd_scan)

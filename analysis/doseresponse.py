@@ -1,0 +1,347 @@
+"""Scenario analyses on the loaded model: dose-response, interventions, dosing regimens, parameter scans.
+
+(One module for every deterministic "vary the inputs, collect readouts" analysis; they share the
+model loading, the readout registry and the input checks.  Sensitivities live in
+:mod:`analysis.sensitivity`; randomised/global analyses will run through the ensemble engine.)
+
+Every function takes a species name, SBML path or loaded :class:`CascadeModel` and returns tables
+(DataFrames); times are s, doses mg/kg.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from analysis.model import OBSERVABLES, CascadeModel, ModelError, SimulationError
+from analysis.readouts import (
+    DAY,
+    HOUR,
+    check_readouts,
+    compute_readouts,
+    readout_times,
+    simulate_readouts,
+)
+from analysis.sensitivity import as_model, default_scenario, parameter_bounds
+from analysis.validate import PRETREATMENT
+
+#: Default dose ranges (mg/kg) for dose-response.
+DOSE_RANGES = {"rat": (0.1, 300.0), "human": (0.05, 2.0)}
+#: Interventions against control (parameter values); applied PRETREATMENT s before the dose.
+INTERVENTIONS = {
+    "control": {},
+    "rapamycin": {"inhib_mtorc1": 1.0},
+    "NBQX": {"inhib_ampa": 0.9},
+    "anti-BDNF": {"inhib_trkb": 0.9},
+    "Val66Met": {"bdnf_secretion": 0.5},
+}
+#: Human infusion durations compared by default (s): 1 min (bolus-like), 10 min, 40 min (standard), 100 min.
+INFUSION_DURATIONS = (60.0, 600.0, 2400.0, 6000.0)
+
+
+def log_doses(lower: float, upper: float, n: int) -> np.ndarray:
+    """``n`` log-spaced doses (mg/kg) from ``lower`` to ``upper``; both must be > 0, lower < upper."""
+    if not (lower > 0 and upper > 0):
+        raise ModelError(f"log-spaced doses need positive bounds, got {lower} and {upper} mg/kg")
+    if not lower < upper:
+        raise ModelError(f"dose range: lower {lower} >= upper {upper} mg/kg")
+    if n < 2:
+        raise ModelError(f"need at least 2 doses, got {n}")
+    return np.logspace(math.log10(lower), math.log10(upper), int(n))
+
+
+def dose_response(
+    model: CascadeModel | str,
+    doses: Sequence[float] | np.ndarray | None = None,
+    n: int = 25,
+    readouts: Sequence[str] | None = None,
+    scenario: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
+    """Every readout vs dose.
+
+    Parameters
+    ----------
+    doses:
+        Doses in mg/kg (default: ``n`` log-spaced over :data:`DOSE_RANGES` of the species; rat 0.1-300,
+        human 0.05-2 mg/kg).  Must be > 0.
+    scenario:
+        Other inputs (default: the species' default scenario; its dose is replaced).
+
+    Returns
+    -------
+    DataFrame indexed by ``dose_mg_per_kg`` with one column per readout.
+    """
+    m = as_model(model)
+    names = check_readouts(readouts)
+    if doses is None:
+        if m.species not in DOSE_RANGES:
+            raise ModelError(f"no default dose range for model {m.model_id}; pass doses")
+        doses = log_doses(*DOSE_RANGES[m.species], n)
+    d = np.asarray(doses, dtype=float)
+    if d.ndim != 1 or len(d) == 0 or np.any(~np.isfinite(d)) or np.any(d <= 0):
+        raise ModelError(f"doses must be a non-empty list of positive numbers (mg/kg), got {list(d)}")
+    scen = default_scenario(m) if scenario is None else dict(scenario)
+    rows = {float(x): simulate_readouts(m, {**scen, "dose": float(x)}, names, equilibrate=False) for x in d}
+    return pd.DataFrame(rows).T.rename_axis("dose_mg_per_kg")
+
+
+def _pretreated(m: CascadeModel, params: dict[str, float], horizon: float, observables: Sequence[str]) -> pd.DataFrame:
+    """Intervention from t = 0, dose at PRETREATMENT s (validate.py's gain_ratio protocol)."""
+    t_dose = PRETREATMENT + float(params.get("t_dose", 0.0))
+    return m.simulate(readout_times(t_dose, horizon), {**params, "t_dose": t_dose}, list(observables))
+
+
+def interventions(
+    model: CascadeModel | str,
+    dose: float | None = None,
+    arms: Mapping[str, Mapping[str, float]] | None = None,
+    readouts: Sequence[str] | None = None,
+    horizon_s: float = 7 * DAY,
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Interventions against control, each given :data:`~analysis.validate.PRETREATMENT` s before the dose.
+
+    For every arm three quantities per readout: ``dosed`` (dose + intervention), ``alone``
+    (intervention + vehicle) and ``effect`` = dosed - alone (the drug effect under the intervention,
+    as validate.py's gain_ratio numerator); relative readouts are relative to the pre-dose state,
+    i.e. after one hour of intervention.  ``ratio_to_control`` = effect / control effect.
+
+    Returns
+    -------
+    (table, timecourses): table with MultiIndex (arm, quantity) rows x readouts; time courses of the
+    dosed runs per arm (index: s after the dose; relative observables relative to the drug-free
+    baseline, so a fall during pretreatment shows).
+    """
+    m = as_model(model)
+    names = check_readouts(readouts)
+    arms = dict(INTERVENTIONS if arms is None else arms)
+    if "control" not in arms:
+        arms = {"control": {}, **arms}
+    scen = default_scenario(m)
+    if dose is not None:
+        scen["dose"] = float(dose)
+    for arm, iv in arms.items():
+        m.check_parameters(iv)
+        if "dose" in iv or "t_dose" in iv:
+            raise ModelError(f"intervention {arm!r} must not set dose or t_dose")
+    t_dose = PRETREATMENT
+    rows, curves = {}, {}
+    for arm, iv in arms.items():
+        on = _pretreated(m, {**scen, **iv}, horizon_s, OBSERVABLES)
+        off = _pretreated(m, {**scen, **iv, "dose": 0.0}, horizon_s, OBSERVABLES)
+        r_on, r_off = compute_readouts(on, names, t_dose), compute_readouts(off, names, t_dose)
+        rows[(arm, "dosed")] = r_on
+        rows[(arm, "alone")] = r_off
+        rows[(arm, "effect")] = r_on - r_off
+        curves[arm] = on.set_axis(on.index.values - t_dose, axis=0).rename_axis("time_after_dose_s")
+    table = pd.DataFrame(rows).T
+    table.index = pd.MultiIndex.from_tuples(table.index, names=["arm", "quantity"])
+    control = table.loc[("control", "effect")]
+    for arm in arms:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            table.loc[(arm, "ratio_to_control"), :] = table.loc[(arm, "effect")].values / control.values
+    return table.sort_index(level=0, sort_remaining=False), curves
+
+
+def repeated_dosing(
+    model: CascadeModel | str,
+    n_doses: int = 1,
+    interval_s: float = 7 * DAY,
+    dose: float | None = None,
+    horizon_s: float = 7 * DAY,
+    scenario: Mapping[str, float] | None = None,
+    observables: Sequence[str] = OBSERVABLES,
+    points_per_interval: int = 600,
+) -> pd.DataFrame:
+    """Time course of ``n_doses`` doses every ``interval_s`` s (first dose at t = 0), then ``horizon_s``.
+
+    Implements the README re-dose recipe on the loaded model: inputs, reset (first dose), simulate
+    to just before the next dose time, move ``t_dose`` there and continue without a reset.  The
+    model's ``t_dose`` is restored afterwards.  Returns a DataFrame indexed by time (s) since the
+    first dose with the observables as columns.
+    """
+    m = as_model(model)
+    if int(n_doses) != n_doses or n_doses < 1:
+        raise ModelError(f"n_doses must be a positive integer, got {n_doses}")
+    if not interval_s > 0 or not horizon_s > 0:
+        raise ModelError(f"interval_s and horizon_s must be > 0, got {interval_s}, {horizon_s}")
+    if "t_dose" not in m.defaults:
+        raise ModelError(f"model {m.model_id} has no t_dose input")
+    scen = default_scenario(m) if scenario is None else dict(scenario)
+    if dose is not None:
+        scen["dose"] = float(dose)
+    scen["t_dose"] = 0.0
+    mm = m.rr.model
+    known = set(m.floating) | set(mm.getGlobalParameterIds()) | set(mm.getCompartmentIds())
+    unknown = [o for o in observables if o not in known]
+    if unknown:
+        raise ModelError(f"unknown observable(s) {unknown}")
+    sel = ["time"] + [m.selection(o) for o in observables]
+    m.apply(scen)
+    pieces = []
+    try:
+        starts = [k * interval_s for k in range(int(n_doses))]
+        ends = [a - 1.0 for a in starts[1:]] + [starts[-1] + horizon_s]  # stop 1 s before the next dose
+        for k, (a, b) in enumerate(zip(starts, ends, strict=True)):
+            head = [a - 1.0] if k > 0 else []
+            if k > 0:
+                m.rr["t_dose"] = a  # later than the current time (a - 1 s): the event re-arms and fires at a
+            dense = np.arange(a, min(a + 8 * HOUR, b), 60.0)
+            tail = np.linspace(min(a + 8 * HOUR, b), b, points_per_interval)
+            grid = np.unique(np.concatenate([head, dense, tail]))
+            res = np.asarray(m.rr.simulate(times=grid, selections=sel))
+            pieces.append(res if k == 0 else res[1:])
+    except Exception as exc:
+        raise SimulationError(f"repeated dosing failed for {m.model_id} ({scen}, n={n_doses}): {exc}") from exc
+    finally:
+        # Restore t_dose, then one short drug-free run: measured with libroadrunner 2.10 on the human model,
+        # the first reset after a re-dosed run with the same inputs otherwise does not fire the dose event.
+        m.rr["t_dose"] = m.defaults["t_dose"]
+        m.apply({"dose": 0.0})
+        m.rr.simulate(0.0, 1.0, 2)
+        m.apply({})
+    data = np.vstack(pieces)
+    _, keep = np.unique(data[:, 0], return_index=True)
+    data = data[keep]
+    return pd.DataFrame(data[:, 1:], index=pd.Index(data[:, 0], name="time"), columns=list(observables))
+
+
+def _with_absolute_spines(r: pd.Series, df: pd.DataFrame, t_last: float, horizon_s: float) -> pd.Series:
+    """Add spine density relative to the drug-free baseline 24 h / 7 d after the last dose (1)."""
+    extra = {}
+    if "spine_density_rel" in df:
+        for label, dt in (("24h", DAY), ("7d", 7 * DAY)):
+            if dt <= horizon_s:
+                extra[f"spine_rel_baseline_{label}"] = float(
+                    np.interp(t_last + dt, df.index.values, df["spine_density_rel"].values)
+                )
+    return pd.concat([r, pd.Series(extra, dtype=float)])
+
+
+def regimens(
+    model: CascadeModel | str,
+    n_doses: Sequence[int] = (1, 3),
+    interval_s: float = 2 * DAY,
+    dose: float | None = None,
+    durations: Sequence[float] | None = None,
+    readouts: Sequence[str] | None = None,
+    horizon_s: float = 7 * DAY,
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Dosing regimens: single vs repeated doses (every ``interval_s`` s) and, for human, infusion durations.
+
+    Readouts of repeated regimens refer to the **last** dose (relative readouts to the state just
+    before it); the spine readouts are thus the gain over the pre-last-dose state.  Columns
+    ``spine_rel_baseline_24h``/``_7d`` give spine density relative to the drug-free baseline 24 h /
+    7 d after the last dose (1).  Returns
+    (table regimen x readouts, time courses per regimen indexed by s since the first dose).
+    """
+    m = as_model(model)
+    names = check_readouts(readouts)
+    rows, curves = {}, {}
+    for n in n_doses:
+        df = repeated_dosing(m, n, interval_s, dose, horizon_s)
+        label = "single dose" if n == 1 else f"{n} doses every {interval_s / HOUR:g} h"
+        curves[label] = df
+        last = (n - 1) * interval_s
+        rows[label] = _with_absolute_spines(compute_readouts(df, names, last), df, last, horizon_s)
+    if durations is None and "infusion_duration" in m.defaults:
+        durations = INFUSION_DURATIONS
+    for dur in durations or ():
+        if "infusion_duration" not in m.defaults:
+            raise ModelError(f"model {m.model_id} has no infusion_duration input")
+        scen = default_scenario(m)
+        if dose is not None:
+            scen["dose"] = float(dose)
+        r, tc = simulate_readouts(
+            m, {**scen, "infusion_duration": float(dur)}, names, equilibrate=False, return_timecourse=True,
+            horizon_s=horizon_s,
+        )  # fmt: skip
+        label = f"infusion {dur / 60:g} min"
+        rows[label] = _with_absolute_spines(r, tc, 0.0, horizon_s)
+        curves[label] = tc
+    return pd.DataFrame(rows).T.rename_axis("regimen"), curves
+
+
+def _scan_values(
+    m: CascadeModel, parameter: str, values: Sequence[float] | None, n: int, log: bool | None
+) -> np.ndarray:
+    if parameter not in m.defaults:
+        raise ModelError(f"unknown parameter {parameter!r} for model {m.model_id}")
+    if values is not None:
+        v = np.asarray(values, dtype=float)
+        if v.ndim != 1 or len(v) == 0:
+            raise ModelError(f"values of {parameter!r} must be a non-empty list")
+        for x in v:
+            m.check_parameters({parameter: float(x)})
+        return v
+    b = parameter_bounds(m.species, [parameter]).loc[parameter]
+    lo, hi = float(b["lower"]), float(b["upper"])
+    if n < 2:
+        raise ModelError(f"a scan needs at least 2 values, got n={n}")
+    use_log = (lo > 0 and hi / lo >= 10) if log is None else log
+    if use_log:
+        if lo <= 0:
+            raise ModelError(f"log scan of {parameter!r} needs positive bounds, got [{lo}, {hi}]")
+        return np.logspace(math.log10(lo), math.log10(hi), n)
+    return np.linspace(lo, hi, n)
+
+
+def scan_1d(
+    model: CascadeModel | str,
+    parameter: str,
+    values: Sequence[float] | None = None,
+    n: int = 15,
+    log: bool | None = None,
+    readouts: Sequence[str] | None = None,
+    scenario: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
+    """Readouts as ``parameter`` varies over ``values`` (default: ``n`` values over its plausible bounds,
+    log-spaced if they span >= 10x).  Non-input parameters are pre-equilibrated drug-free before the
+    dose.  Returns a DataFrame indexed by the parameter value with one column per readout."""
+    m = as_model(model)
+    names = check_readouts(readouts)
+    v = _scan_values(m, parameter, values, n, log)
+    scen = default_scenario(m) if scenario is None else dict(scenario)
+    rows = {float(x): simulate_readouts(m, {**scen, parameter: float(x)}, names) for x in v}
+    return pd.DataFrame(rows).T.rename_axis(parameter)
+
+
+def scan_2d(
+    model: CascadeModel | str,
+    parameters: tuple[str, str],
+    values: tuple[Sequence[float] | None, Sequence[float] | None] = (None, None),
+    n: int | tuple[int, int] = 9,
+    readouts: Sequence[str] | None = None,
+    scenario: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
+    """Readouts on a grid of two parameters (long table: columns p1, p2 and one per readout)."""
+    m = as_model(model)
+    names = check_readouts(readouts)
+    if len(parameters) != 2 or parameters[0] == parameters[1]:
+        raise ModelError(f"a 2-D scan needs two different parameters, got {parameters}")
+    ns = (n, n) if isinstance(n, int) else tuple(n)
+    v1 = _scan_values(m, parameters[0], values[0], ns[0], None)
+    v2 = _scan_values(m, parameters[1], values[1], ns[1], None)
+    scen = default_scenario(m) if scenario is None else dict(scenario)
+    rows = []
+    for a in v1:
+        for b in v2:
+            r = simulate_readouts(m, {**scen, parameters[0]: float(a), parameters[1]: float(b)}, names)
+            rows.append({parameters[0]: float(a), parameters[1]: float(b), **r.to_dict()})
+    return pd.DataFrame(rows)
+
+
+__all__ = [
+    "DOSE_RANGES",
+    "INFUSION_DURATIONS",
+    "INTERVENTIONS",
+    "dose_response",
+    "interventions",
+    "log_doses",
+    "regimens",
+    "repeated_dosing",
+    "scan_1d",
+    "scan_2d",
+]
