@@ -104,11 +104,10 @@ def run_chunk(
     columns = list(samples.columns)
     for sid, row in zip(samples.index, samples.itertuples(index=False, name=None), strict=True):
         try:
-            df = model.simulate(times, dict(zip(columns, row, strict=True)), observables, equilibrate)
+            values.append(model.simulate_array(times, dict(zip(columns, row, strict=True)), observables, equilibrate))
         except SimulationError as exc:
             failed.append((sid, str(exc)))
             continue
-        values.append(df.values)
         ok.append(sid)
     shape = (len(ok), len(times), len(observables))
     return (np.asarray(values) if values else np.empty(shape)), np.asarray(ok), failed
@@ -220,7 +219,7 @@ def run_ensemble(
         n_workers = max(1, len(client.scheduler_info()["workers"]))
     size = chunk_size or max(1, math.ceil(len(table) / (4 * n_workers)))
     chunks = _chunks(table, size)
-    parts: list[pd.DataFrame] = []
+    parts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     failures: list[tuple[object, str]] = []
     n_ok = 0
     bar = tqdm(total=len(table), desc="ensemble", unit="sim", disable=not progress)
@@ -233,12 +232,12 @@ def run_ensemble(
         bar.update(len(ok) + len(failed))
         if len(ok):
             n_ok += len(ok)
-            frame = _tidy(values, ok, times, observables, table.index.name)
             if out_path is not None:
+                frame = _tidy(values, ok, times, observables, table.index.name)
                 frame.to_parquet(out_path / f".part-{i:05d}.tmp")
                 os.replace(out_path / f".part-{i:05d}.tmp", out_path / f"part-{i:05d}.parquet")
-            else:
-                parts.append(frame)
+            else:  # keep the raw arrays; one tidy frame is built at the end (cheap on the client)
+                parts[i] = (values, ok)
 
     try:
         if workers == 0:
@@ -269,11 +268,10 @@ def run_ensemble(
     )
     data = None
     if out_path is None:
-        data = (
-            pd.concat(parts).sort_index()
-            if parts
-            else _tidy(np.empty((0, len(times), len(observables))), np.array([]), times, observables, None)
-        )
+        ordered = [parts[i] for i in sorted(parts)]  # chunk order = table order
+        values = np.concatenate([v for v, _ in ordered]) if ordered else np.empty((0, len(times), len(observables)))
+        ids = np.concatenate([ok for _, ok in ordered]) if ordered else np.array([])
+        data = _tidy(values, ids, times, observables, table.index.name)
     else:
         table.to_parquet(out_path / "samples.parquet")
         fail.to_parquet(out_path / "failures.parquet")

@@ -175,6 +175,21 @@ class CascadeModel:
         DataFrame indexed by ``time`` (s) with one column per observable.
         """
         times = np.asarray(times, dtype=float)
+        data = self.simulate_array(times, parameters, observables, equilibrate)
+        return pd.DataFrame(data, index=pd.Index(times, name="time"), columns=list(observables))
+
+    def simulate_array(
+        self,
+        times: np.ndarray,
+        parameters: Mapping[str, object] | None = None,
+        observables: Sequence[str] = OBSERVABLES,
+        equilibrate: bool = False,
+    ) -> np.ndarray:
+        """As :meth:`simulate`, but return the bare array (len(times) x len(observables)).
+
+        The ensemble engine uses this to avoid building a DataFrame per simulation.
+        """
+        times = np.asarray(times, dtype=float)
         if times.ndim != 1 or len(times) < 2 or times[0] != 0 or np.any(np.diff(times) <= 0):
             raise ModelError("times must be a 1-D increasing array starting at 0 with at least 2 points")
         selections = self._selections_for(tuple(observables))
@@ -194,7 +209,7 @@ class CascadeModel:
             data[:, rel] /= data[0, rel]
         if not np.all(np.isfinite(data)):
             raise SimulationError(f"non-finite values in the simulation of {self.model_id} with parameters {params}")
-        return pd.DataFrame(data, index=pd.Index(times, name="time"), columns=list(observables))
+        return data
 
     def _simulate_equilibrated(self, times: np.ndarray, params: dict, selections: list[str]) -> np.ndarray:
         """Run drug-free to the steady state of ``params``, then simulate the dose from there.
