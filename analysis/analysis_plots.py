@@ -15,12 +15,15 @@ from analysis.plots import STYLE, plt, save_figure
 from analysis.readouts import READOUTS
 
 __all__ = [
+    "plot_convergence",
     "plot_dose_response",
+    "plot_morris",
     "plot_interventions",
     "plot_regimens",
     "plot_scan_1d",
     "plot_scan_2d",
     "plot_sensitivity_heatmap",
+    "plot_sobol",
     "plot_tornado",
     "save_figure",
 ]
@@ -232,4 +235,97 @@ def plot_scan_2d(table: pd.DataFrame, readout: str, units: tuple[str, str] = (""
         cb = fig.colorbar(im, ax=ax)
         cb.set_label(_label(readout))
         ax.set_title(title or f"{readout} over {p1} x {p2}")
+        return fig
+
+
+def _unit(readout: str) -> str:
+    r = READOUTS.get(readout)
+    return r.unit if r else "output unit"
+
+
+def plot_sobol(indices: pd.DataFrame, readout: str, title: str = "", top: int | None = 20) -> plt.Figure:
+    """Horizontal bars of first-order (S1) and total-order (ST) Sobol indices with confidence intervals.
+
+    ``indices``: parameter-indexed table with ``S1, S1_conf, ST, ST_conf`` (one readout, from
+    :func:`analysis.global_sensitivity.sobol_indices` or ``result.indices.loc[readout]``); sorted by ST.
+    """
+    data = indices.sort_values("ST", ascending=False)
+    data = data if top is None else data.iloc[:top]
+    with plt.rc_context(STYLE):
+        n = len(data)
+        fig, ax = plt.subplots(figsize=(6.4, 0.36 * n + 1.5), constrained_layout=True)
+        y = np.arange(n)[::-1]
+        ax.barh(y + 0.18, data["S1"].values, 0.36, xerr=data["S1_conf"].values, color="#2471a3",
+                ecolor="0.25", capsize=2, label="first order S1")  # fmt: skip
+        ax.barh(y - 0.18, data["ST"].values, 0.36, xerr=data["ST_conf"].values, color="#c0392b",
+                ecolor="0.25", capsize=2, label="total order ST")  # fmt: skip
+        ax.axvline(0, color="k", lw=0.7)
+        vals = np.r_[data["S1"].values, data["ST"].values].astype(float)
+        vals = vals[np.isfinite(vals)]
+        hi = min(1.5, max(1.05, float(vals.max()) + 0.05 if len(vals) else 1.05))
+        lo = max(-0.5, min(-0.05, float(vals.min()) - 0.05 if len(vals) else -0.05))
+        ax.set_xlim(lo, hi)  # small-N bootstrap CIs can be huge: keep the indices readable
+        ax.set_yticks(y, list(data.index))
+        ax.set_ylabel("parameter")
+        ax.set_xlabel(f"Sobol index of {readout} (1, fraction of variance; bars: CI)")
+        ax.legend(loc="lower right")
+        ax.set_title(title or f"Sobol indices: {readout}")
+        return fig
+
+
+def plot_morris(indices: pd.DataFrame, readout: str, title: str = "", label_top: int = 8) -> plt.Figure:
+    """Morris screening: sigma vs mu* (both in the readout's unit per normalised step), CI of mu* as error bars.
+
+    ``indices``: parameter-indexed table with ``mu_star, mu_star_conf, sigma`` for one readout.
+    """
+    unit = _unit(readout)
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(6.2, 4.8), constrained_layout=True)
+        x, s = indices["mu_star"].values.astype(float), indices["sigma"].values.astype(float)
+        ax.errorbar(x, s, xerr=indices["mu_star_conf"].values.astype(float), fmt="o", ms=4, color="#2471a3",
+                    ecolor="0.6", elinewidth=0.8, capsize=2)  # fmt: skip
+        lim = float(np.nanmax(np.r_[x, s, 1e-300]))
+        ax.plot([0, lim], [0, lim], color="0.6", lw=0.8, ls="--", label="sigma = mu*")
+        for p in indices["mu_star"].sort_values(ascending=False).index[:label_top]:
+            ax.annotate(p, (indices.at[p, "mu_star"], indices.at[p, "sigma"]), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")  # fmt: skip
+        ax.set_xlabel(f"mu* (mean |elementary effect|) of {readout} ({unit})")
+        ax.set_ylabel(f"sigma (SD of elementary effects) ({unit})")
+        ax.legend(loc="upper left")
+        ax.set_title(title or f"Morris screening: {readout}")
+        return fig
+
+
+def plot_convergence(convergence: pd.DataFrame, readout: str, title: str = "", top: int = 6) -> plt.Figure:
+    """Indices vs sample size for one readout: one panel per index, the ``top`` parameters (largest final
+    value), shaded confidence intervals where available.
+
+    ``convergence``: long table (readout, parameter, n, index, value, conf) from
+    :mod:`analysis.global_sensitivity`; ``n`` = base samples N (Sobol) or trajectories r (Morris).
+    """
+    conv = convergence[convergence["readout"] == readout] if "readout" in convergence else convergence
+    kinds = list(dict.fromkeys(conv["index"]))
+    sobol = any(k in ("S1", "ST") for k in kinds)
+    unit = "1" if sobol else _unit(readout)
+    colors = plt.get_cmap("tab10")
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, max(1, len(kinds)), figsize=(4.6 * max(1, len(kinds)), 3.6),
+                                 constrained_layout=True, squeeze=False)  # fmt: skip
+        for ax, k in zip(axes.flat, kinds, strict=False):
+            block = conv[conv["index"] == k]
+            last = block[block["n"] == block["n"].max()].set_index("parameter")["value"]
+            for i, p in enumerate(last.sort_values(ascending=False).index[:top]):
+                b = block[block["parameter"] == p].sort_values("n")
+                n, v, c = b["n"].values.astype(float), b["value"].values.astype(float), b["conf"].values.astype(float)
+                ax.plot(n, v, marker="o", ms=3, color=colors(i), label=p)
+                if np.isfinite(c).any():
+                    ax.fill_between(n, v - c, v + c, color=colors(i), alpha=0.15, lw=0)
+            ax.set_xscale("log", base=2)
+            if sobol:
+                ax.set_ylim(-0.25, 1.25)  # indices are fractions of variance; huge small-N CIs are clipped
+            ax.set_xlabel("base samples N" if sobol else "Morris trajectories r")
+            ax.set_ylabel(f"{k} of {readout} ({unit})")
+            ax.set_title(k, loc="left")
+            ax.legend(fontsize=6)
+        fig.suptitle(title or f"Convergence: {readout}")
         return fig

@@ -44,7 +44,7 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     from analysis.analysis_plots import plot_sensitivity_heatmap, plot_tornado, save_figure
 
     if args.method in GLOBAL_METHODS:
-        raise ModelError(f"--method {args.method} requires the ensemble engine (global sensitivity, not yet wired)")
+        return _global_sensitivity(args)
     out = Path(args.out)
     params = _names(args.parameters)
     readouts = _names(args.readouts)
@@ -65,6 +65,43 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     for r in rs.columns if args.tornado == "all" else (_names(args.tornado) or []):
         save_figure(plot_tornado(S.tornado(rs, r, args.top), r, f"{args.species}: {r}"), out / f"tornado_{r}")
     print(f"sensitivity ({ts.attrs.get('method')}): {len(rs)} parameters x {rs.shape[1]} readouts -> {out}/")
+    return 0
+
+
+def _global_sensitivity(args: argparse.Namespace) -> int:
+    """Morris or Sobol through the ensemble engine: indices, convergence, samples, failures; figures."""
+    from analysis import global_sensitivity as G
+    from analysis.analysis_plots import plot_convergence, plot_morris, plot_sobol, save_figure
+
+    out = Path(args.out)
+    readouts = _names(args.readouts) or list(G.DEFAULT_READOUTS)
+    common = dict(
+        seed=args.seed, workers=args.workers, scheduler=args.scheduler, progress=not args.no_progress,
+        scenario=None,
+    )  # fmt: skip
+    if args.method == "sobol":
+        n = args.samples if args.samples is not None else 64
+        res = G.sobol_analysis(args.species, _names(args.parameters), readouts, n, **common)
+    else:
+        n = args.samples if args.samples is not None else 10
+        res = G.morris_analysis(args.species, _names(args.parameters), readouts, n, levels=args.levels, **common)
+    m = args.method
+    write_csv(res.indices, out / f"{m}_indices.csv")
+    write_csv(res.convergence.set_index("readout"), out / f"{m}_convergence.csv")
+    write_csv(res.samples.join(res.outputs), out / f"{m}_samples.csv")
+    write_csv(res.failures.set_index("sample") if len(res.failures) else res.failures, out / f"{m}_failures.csv")
+    write_csv(res.bounds, out / f"{m}_bounds.csv")
+    plot = plot_sobol if m == "sobol" else plot_morris
+    for r in readouts:
+        save_figure(plot(res.indices.loc[r], r, f"{args.species}: {m}, {r}"), out / f"{m}_{r}")
+        if len(res.convergence):
+            save_figure(plot_convergence(res.convergence, r, f"{args.species}: {m} convergence, {r}"),
+                        out / f"{m}_convergence_{r}")  # fmt: skip
+    dropped = f", dropped trajectories {res.dropped}" if res.dropped else ""
+    print(
+        f"sensitivity ({m}): {len(res.bounds)} parameters x {len(readouts)} readouts, {len(res.samples)} runs, "
+        f"{len(res.failures)} failed{dropped} -> {out}/"
+    )
     return 0
 
 
@@ -135,17 +172,30 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the analysis subcommands to ``subparsers`` (of the ``ketamine-cascade`` parser)."""
-    p = subparsers.add_parser("sensitivity", help="local (and later global) sensitivity analysis")
+    p = subparsers.add_parser("sensitivity", help="local or global (Morris, Sobol) sensitivity analysis")
     p.add_argument("--species", choices=SPECIES, default="rat")
     p.add_argument("--method", choices=("local",) + GLOBAL_METHODS, default="local")
     p.add_argument("--parameters", help="comma-separated ids (default: every varied parameter of the table)")
-    p.add_argument("--readouts", help="comma-separated readout names (default: all)")
+    p.add_argument(
+        "--readouts",
+        help="comma-separated readout names (default: all; morris/sobol: glutamate_peak,mtorc1_peak,spine_gain_24h)",
+    )
     p.add_argument("--hours", type=float, default=48.0, help="time-course sensitivities up to this time after the dose")
     p.add_argument("--n-times", type=int, default=97, help="output times of the time-course sensitivities")
     p.add_argument("--rel-step", type=float, default=0.01, help="relative finite-difference step of the readouts")
     p.add_argument("--tornado", default="spine_gain_24h,glutamate_peak,mtorc1_peak", help="readouts or 'all'")
     p.add_argument("--top", type=int, default=15, help="parameters per tornado")
     p.add_argument("--seed", type=int, default=0, help="random seed (global methods; local is deterministic)")
+    p.add_argument(
+        "--samples",
+        type=int,
+        help="sobol: base samples N, a power of 2 >= 8 (default 64; N (D + 2) runs); "
+        "morris: trajectories r >= 2 (default 10; r (D + 1) runs)",
+    )
+    p.add_argument("--levels", type=int, default=4, help="morris grid levels (even)")
+    p.add_argument("--workers", type=int, help="global: Dask worker processes (0 = serial; default one per core)")
+    p.add_argument("--scheduler", help="global: address of an existing Dask scheduler (tcp://host:8786)")
+    p.add_argument("--no-progress", action="store_true", help="global: no progress bar")
     p.add_argument("--out", default=str(RESULTS / "sensitivity"))
     p.set_defaults(func=cmd_sensitivity)
 

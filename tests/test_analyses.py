@@ -278,8 +278,8 @@ def test_cli_subcommands(tmp_path, argv, files):
     assert not list(tmp_path.glob(".*"))  # no temporary files left
 
 
-def test_cli_global_methods_need_the_ensemble_engine(tmp_path):
-    with pytest.raises(ModelError, match="ensemble engine"):
-        _run(["sensitivity", "--method", "sobol", "--out", str(tmp_path)])
+def test_cli_global_methods_check_sample_size(tmp_path):
+    with pytest.raises(ModelError, match="power of 2"):
+        _run(["sensitivity", "--method", "sobol", "--samples", "10", "--out", str(tmp_path)])
     with pytest.raises(ModelError, match="lower 1.0 >= upper 0.1"):
         _run(["dose-response", "--min-dose", "1", "--max-dose", "0.1", "--out", str(tmp_path)])

@@ -1,0 +1,168 @@
+"""Global sensitivity (Sobol, Morris): analytic known answers through the same index code, a small real run
+through the ensemble engine, the CLI, the figures and bad input."""
+
+import argparse
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.image import imread
+
+from analysis import global_sensitivity as G
+from analysis.analysis_plots import plot_convergence, plot_morris, plot_sobol, save_figure
+from analysis.cli_analyses import register
+from analysis.model import ModelError
+
+PI = np.pi
+A_ISH, B_ISH = 7.0, 0.1
+
+
+def _ishigami(X: np.ndarray) -> np.ndarray:
+    return np.sin(X[:, 0]) + A_ISH * np.sin(X[:, 1]) ** 2 + B_ISH * X[:, 2] ** 4 * np.sin(X[:, 0])
+
+
+def _ishigami_indices() -> tuple[np.ndarray, np.ndarray]:
+    a, b = A_ISH, B_ISH
+    v1 = 0.5 * (1 + b * PI**4 / 5) ** 2
+    v2 = a**2 / 8
+    v13 = b**2 * PI**8 * (1 / 18 - 1 / 50)
+    var = v1 + v2 + v13
+    return np.array([v1, v2, 0.0]) / var, np.array([v1 + v13, v2, v13]) / var
+
+
+ISHIGAMI = {"num_vars": 3, "names": ["x1", "x2", "x3"], "bounds": [[-PI, PI]] * 3}
+
+
+def _image_has_content(png) -> None:
+    img = imread(png)
+    assert img.shape[0] > 200 and img.shape[1] > 300
+    assert len(np.unique(img.reshape(-1, img.shape[-1])[:, :3].round(2), axis=0)) > 30
+
+
+# -- known answers ----------------------------------------------------------------------------------------------
+def test_sobol_ishigami_known_answer():
+    X = G.sobol_sample(ISHIGAMI, 2048, seed=3)
+    assert X.shape == (2048 * 5, 3)
+    si = G.sobol_indices(ISHIGAMI, _ishigami(X), seed=3)
+    s1, st = _ishigami_indices()  # S1 = 0.314, 0.442, 0; ST = 0.558, 0.442, 0.244
+    for col, exact in (("S1", s1), ("ST", st)):
+        err = np.abs(si[col].values - exact)
+        assert np.all(err < np.maximum(2 * si[f"{col}_conf"].values, 0.02)), (col, si[col].values, exact)
+        assert np.all(err < 0.05)
+
+
+def test_sobol_linear_model_known_answer_and_convergence():
+    """y = sum a_i x_i, x_i ~ U(0, 1): S1 = ST = a_i^2 / sum a_j^2."""
+    a = np.array([1.0, 2.0, 4.0])
+    prob = {"num_vars": 3, "names": ["a", "b", "c"], "bounds": [[0.0, 1.0]] * 3}
+    X = G.sobol_sample(prob, 1024, seed=1)
+    Y = X @ a
+    exact = a**2 / np.sum(a**2)
+    si = G.sobol_indices(prob, Y)
+    np.testing.assert_allclose(si["S1"].values, exact, atol=0.02)
+    np.testing.assert_allclose(si["ST"].values, exact, atol=0.02)
+    conv = G.sobol_convergence(prob, Y)
+    assert sorted(conv["n"].unique()) == [8, 16, 32, 64, 128, 256, 512, 1024]
+    last = conv[(conv["n"] == 1024) & (conv["index"] == "S1")]["value"].values
+    np.testing.assert_allclose(last, si["S1"].values)
+    # nested: the first N' blocks of the N sample are the N' sample (convergence without new runs)
+    np.testing.assert_array_equal(G.sobol_sample(prob, 64, seed=1), X[: 64 * 5])
+
+
+def test_morris_linear_model_known_answer():
+    """y = sum a_i x_i on [0, 1]: every elementary effect of x_i equals a_i (per unit range), sigma = 0."""
+    a = np.array([1.0, -2.0, 4.0])
+    prob = {"num_vars": 3, "names": ["a", "b", "c"], "bounds": [[0.0, 1.0]] * 3}
+    X = G.morris_sample(prob, 10, levels=4, seed=2)
+    si = G.morris_indices(prob, X, X @ a, levels=4)
+    np.testing.assert_allclose(si["mu"].values, a, atol=1e-9)
+    np.testing.assert_allclose(si["mu_star"].values, np.abs(a), atol=1e-9)
+    np.testing.assert_allclose(si["sigma"].values, 0.0, atol=1e-9)
+
+
+def test_log_sampling_and_physical_values():
+    problem, table = G.build_problem("rat", ["kd_glycine", "vmax_eaat"])
+    assert list(table["scale"]) == ["log10", "linear"]  # 0.1..3 uM spans > 10x; 100..400 does not
+    np.testing.assert_allclose(problem["bounds"][0], np.log10([0.1, 3.0]))
+    phys = G.to_physical(G.sobol_sample(problem, 8, seed=0), table)
+    assert phys["kd_glycine"].between(0.1, 3.0).all() and phys["vmax_eaat"].between(100, 400).all()
+
+
+# -- the real model through the ensemble engine -----------------------------------------------------------------
+def test_sobol_real_model_small():
+    params = ["vmax_eaat", "k_glu_release"]
+    res = G.sobol_analysis("rat", params, ["glutamate_peak", "spine_gain_24h"], n=8, seed=1, workers=0, progress=False)
+    assert len(res.samples) == 8 * 4 and res.settings["runs"] == 32 and len(res.failures) == 0
+    assert res.indices.shape == (4, 4) and np.isfinite(res.indices.values).all()
+    assert set(res.convergence["n"]) == {8}
+    assert res.outputs.notna().all().all()
+
+
+def test_morris_real_model_drops_failed_trajectories():
+    """A failing set removes its trajectory (no imputation); Sobol refuses an incomplete matrix."""
+    calls = {}
+
+    def fake(samples: pd.DataFrame) -> pd.DataFrame:
+        y = samples["vmax_eaat"].values / 100 + samples["k_glu_release"].values
+        y[1] = np.nan  # one failed run in trajectory 0
+        calls["n"] = len(samples)
+        return pd.DataFrame({"glutamate_peak": y}, index=samples.index)
+
+    res = G.morris_analysis("rat", ["vmax_eaat", "k_glu_release"], ["glutamate_peak"], r=4, evaluate=fake)
+    assert calls["n"] == 12 and res.dropped == {"glutamate_peak": 1}
+    np.testing.assert_allclose(res.indices.loc["glutamate_peak", "mu"].values, [3.0, 4.5], rtol=1e-9)
+    with pytest.raises(G.GlobalSensitivityError, match="NaN"):
+        G.sobol_analysis("rat", ["vmax_eaat", "k_glu_release"], ["glutamate_peak"], n=8, evaluate=fake)
+
+
+# -- CLI and figures --------------------------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    return parser
+
+
+def test_cli_morris_writes_tables_and_figures(tmp_path):
+    args = _parser().parse_args(
+        ["sensitivity", "--method", "morris", "--parameters", "vmax_eaat,k_glu_release,i_ext_pyr", "--readouts",
+         "glutamate_peak", "--samples", "2", "--seed", "1", "--workers", "0", "--no-progress", "--out", str(tmp_path)]
+    )  # fmt: skip
+    assert args.func(args) == 0
+    for name in ("morris_indices.csv", "morris_convergence.csv", "morris_samples.csv", "morris_bounds.csv"):
+        assert (tmp_path / name).stat().st_size > 0
+    ind = pd.read_csv(tmp_path / "morris_indices.csv", index_col=[0, 1])
+    assert ind.shape == (3, 4) and np.isfinite(ind.values).all()
+    _image_has_content(tmp_path / "morris_glutamate_peak.png")
+    assert (tmp_path / "morris_glutamate_peak.svg").read_text().count("<path") > 5
+
+
+def test_sobol_and_convergence_figures_have_content(tmp_path):
+    prob = {"num_vars": 3, "names": ["a", "b", "c"], "bounds": [[0.0, 1.0]] * 3}
+    Y = G.sobol_sample(prob, 64, seed=0) @ np.array([1.0, 2.0, 4.0])
+    png, svg = save_figure(plot_sobol(G.sobol_indices(prob, Y), "glutamate_peak"), tmp_path / "sobol")
+    _image_has_content(png)
+    conv = G.sobol_convergence(prob, Y).assign(readout="glutamate_peak")
+    png, _ = save_figure(plot_convergence(conv, "glutamate_peak"), tmp_path / "conv")
+    _image_has_content(png)
+    X = G.morris_sample(prob, 4, seed=0)
+    png, _ = save_figure(plot_morris(G.morris_indices(prob, X, X @ np.array([1.0, 2.0, 4.0])), "x"), tmp_path / "m")
+    _image_has_content(png)
+
+
+# -- bad input --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: G.build_problem("rat", ["no_such_parameter"]), "unknown parameter"),
+        (lambda: G.build_problem("rat", ["vmax_eaat"], {"vmax_eaat": (400.0, 100.0)}), "lower 400.0 >= upper"),
+        (lambda: G.sobol_analysis("rat", ["vmax_eaat"], ["no_such_readout"], n=8), "unknown readout"),
+        (lambda: G.sobol_sample(ISHIGAMI, 12), "power of 2"),
+        (lambda: G.sobol_sample(ISHIGAMI, 4), "power of 2 >= 8"),
+        (lambda: G.morris_sample(ISHIGAMI, 1), "at least 2 trajectories"),
+        (lambda: G.morris_sample(ISHIGAMI, 4, levels=3), "even integer"),
+        (lambda: G.sobol_indices(ISHIGAMI, np.ones(7)), "Saltelli sample"),
+    ],
+)
+def test_bad_input(call, match):
+    with pytest.raises(ModelError, match=match):
+        call()
