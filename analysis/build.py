@@ -30,26 +30,16 @@ from analysis.tables import (
 #: Antimony modules (defined once, instantiated in the fragments) and the
 #: fragments composed, in order, into each species' model.  One file per stage.
 MODULES = ["nmda_receptor.ant"]
-FRAGMENTS = {
-    "human": [
-        "pk_human.ant",
-        "brain_exposure.ant",
-        "circuit.ant",
-        "glutamate_ampa.ant",
-        "signalling.ant",
-        "synaptogenesis.ant",
-        "outputs.ant",
-    ],
-    "rat": [
-        "pk_rat.ant",
-        "brain_exposure.ant",
-        "circuit.ant",
-        "glutamate_ampa.ant",
-        "signalling.ant",
-        "synaptogenesis.ant",
-        "outputs.ant",
-    ],
-}
+#: Every stage after pharmacokinetics is shared by both species.
+SHARED_FRAGMENTS = [
+    "brain_exposure.ant",
+    "circuit.ant",
+    "glutamate_ampa.ant",
+    "signalling.ant",
+    "synaptogenesis.ant",
+    "outputs.ant",
+]
+FRAGMENTS = {sp: [f"pk_{sp}.ant", *SHARED_FRAGMENTS] for sp in SPECIES}
 MODEL_UNITS = {"substance": "umol", "extent": "umol", "time": "second", "volume": "litre"}
 QUALIFIERS = {
     "is": libsbml.BQB_IS,
