@@ -82,14 +82,11 @@ def sample_population(
     """
     if n < 1:
         raise ModelError(f"the number of samples must be >= 1, got {n}")
+    from analysis.sensitivity import parameter_bounds
+
     table = read_parameters(species)
     names = list(parameters) if parameters is not None else default_population_parameters(species)
-    unknown = [p for p in names if p not in table]
-    if unknown:
-        raise ModelError(f"unknown parameter(s) {unknown} for species {species!r}")
-    degenerate = [p for p in names if not table[p].lower < table[p].upper]
-    if degenerate:
-        raise ModelError(f"parameter(s) {degenerate} have lower >= upper bounds: nothing to sample")
+    parameter_bounds(species, names)  # raises for unknown ids and for bounds with lower >= upper
     rng = np.random.default_rng(seed)
     data = {p: _truncated(table[p], n, rng) for p in names}
     for key, val in (fixed or {}).items():

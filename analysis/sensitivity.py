@@ -118,11 +118,7 @@ def parameter_bounds(species: str, parameters: Sequence[str] | None = None) -> p
 
 def default_sensitivity_parameters(species: str) -> list[str]:
     """Parameters varied by default: every table row of ``species`` with a non-zero value and
-    lower < upper, except scenario inputs (dose, t_dose, infusion_duration, body_weight) and interventions.
-
-    body_weight is left out also because changing it (like any compartment-volume parameter) at reset
-    keeps the initial *amounts* of brain species, so it rescales receptor and enzyme totals (a
-    libroadrunner reset behaviour with assignment-rule compartments; see the report)."""
+    lower < upper, except scenario inputs (dose, t_dose, infusion_duration, body_weight) and interventions."""
     return [
         p.id
         for p in read_parameters(species).values()
