@@ -201,8 +201,8 @@ def plot_regimens(curves: Mapping[str, pd.DataFrame], title: str = "") -> plt.Fi
 
 
 def plot_scan_1d(table: pd.DataFrame, parameter: str, unit: str = "", title: str = "") -> plt.Figure:
-    """Readouts vs one parameter (one small panel per readout)."""
-    cols = list(table.columns)
+    """Readouts vs one parameter (one small panel per readout; failed values, NaN, are gaps)."""
+    cols = [c for c in table.columns if c != "error"]
     with plt.rc_context(STYLE):
         ncol = min(4, len(cols))
         nrow = int(np.ceil(len(cols) / ncol))
@@ -223,7 +223,7 @@ def plot_scan_1d(table: pd.DataFrame, parameter: str, unit: str = "", title: str
 
 def plot_scan_2d(table: pd.DataFrame, readout: str, units: tuple[str, str] = ("", ""), title: str = "") -> plt.Figure:
     """Heatmap of one readout over a 2-D parameter grid (long table from :func:`scan_2d`)."""
-    p1, p2 = [c for c in table.columns if c not in READOUTS][:2]
+    p1, p2 = [c for c in table.columns if c not in READOUTS and c != "error"][:2]
     grid = table.pivot(index=p2, columns=p1, values=readout)
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(5.2, 4.2), constrained_layout=True)

@@ -160,13 +160,15 @@ def cmd_scan(args: argparse.Namespace) -> int:
         table = D.scan_2d(args.species, (params[0], params[1]), n=args.n, readouts=readouts)
         stem = f"scan_{params[0]}_{params[1]}"
         write_csv(table.set_index([params[0], params[1]]), out / f"{stem}.csv")
-        for r in [c for c in table.columns if c not in params]:
+        for r in [c for c in table.columns if c not in params and c != "error"]:
             save_figure(
                 plot_scan_2d(table, r, (units.get(params[0], ""), units.get(params[1], ""))), out / f"{stem}_{r}"
             )
     else:
         raise ModelError(f"--parameter takes one or two comma-separated ids, got {args.parameter!r}")
-    print(f"scan of {', '.join(params)}: {len(table)} points -> {out}/")
+    failed = int((table["error"] != "").sum())
+    note = f" ({failed} without a physiological drug-free state: NaN, reason in the 'error' column)" if failed else ""
+    print(f"scan of {', '.join(params)}: {len(table)} points{note} -> {out}/")
     return 0
 
 

@@ -23,6 +23,7 @@ from analysis.readouts import (
     check_readouts,
     compute_readouts,
     readout_times,
+    readouts_or_failure,
     simulate_readouts,
 )
 from analysis.sensitivity import as_model, default_scenario, parameter_bounds
@@ -299,13 +300,18 @@ def scan_1d(
 ) -> pd.DataFrame:
     """Readouts as ``parameter`` varies over ``values`` (default: ``n`` values over its plausible bounds,
     log-spaced if they span >= 10x).  Non-input parameters are pre-equilibrated drug-free before the
-    dose.  Returns a DataFrame indexed by the parameter value with one column per readout."""
+    dose.  Returns a DataFrame indexed by the parameter value with one column per readout and an ``error``
+    column: a value with no physiological drug-free state (or a solver failure) has NaN readouts and its
+    reason there ('' otherwise)."""
     m = as_model(model)
     names = check_readouts(readouts)
     v = _scan_values(m, parameter, values, n, log)
     scen = default_scenario(m) if scenario is None else dict(scenario)
-    rows = {float(x): simulate_readouts(m, {**scen, parameter: float(x)}, names) for x in v}
-    return pd.DataFrame(rows).T.rename_axis(parameter)
+    rows = {}
+    for x in v:
+        r, err = readouts_or_failure(m, {**scen, parameter: float(x)}, names)
+        rows[float(x)] = {**r.to_dict(), "error": err}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(parameter)
 
 
 def scan_2d(
@@ -316,7 +322,8 @@ def scan_2d(
     readouts: Sequence[str] | None = None,
     scenario: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
-    """Readouts on a grid of two parameters (long table: columns p1, p2 and one per readout)."""
+    """Readouts on a grid of two parameters (long table: columns p1, p2, one per readout, and ``error``:
+    the reason a grid point failed, '' otherwise; failed points have NaN readouts)."""
     m = as_model(model)
     names = check_readouts(readouts)
     if len(parameters) != 2 or parameters[0] == parameters[1]:
@@ -328,8 +335,8 @@ def scan_2d(
     rows = []
     for a in v1:
         for b in v2:
-            r = simulate_readouts(m, {**scen, parameters[0]: float(a), parameters[1]: float(b)}, names)
-            rows.append({parameters[0]: float(a), parameters[1]: float(b), **r.to_dict()})
+            r, err = readouts_or_failure(m, {**scen, parameters[0]: float(a), parameters[1]: float(b)}, names)
+            rows.append({parameters[0]: float(a), parameters[1]: float(b), **r.to_dict(), "error": err})
     return pd.DataFrame(rows)
 
 

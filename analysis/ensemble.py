@@ -6,17 +6,23 @@ populations) goes through :func:`run_ensemble`.
 Design
 ------
 * Tasks are *chunks* of parameter sets, not single simulations.
-* The SBML text is scattered once to every worker; each worker process compiles it
-  once (cache keyed by the text's SHA-256) and reuses the compiled model for every
-  chunk - the same :class:`~analysis.model.CascadeModel` code as a serial run, so the
-  results are identical to running the sets one by one.
-* With ``out=`` every finished chunk is written at once as a Parquet part file
-  (``<out>/part-00000.parquet`` ...), so client memory stays bounded for large N.
-* A parameter set whose simulation fails (solver error) is reported with its values in
-  :attr:`EnsembleResult.failures`; the rest of the ensemble completes.
+* Each task carries the SBML text and its SHA-256.  A worker process verifies the hash,
+  compiles the model once (cache keyed by the hash) and reuses it for every later chunk -
+  the same :class:`~analysis.model.CascadeModel` code as a serial run, so the results are
+  identical to running the sets one by one.  Because nothing lives only in a worker's
+  memory, a run survives workers that die: Dask reschedules their chunks on restarted
+  workers.  The worker's file of the model lives in a private per-user folder (mode 0700)
+  and is loaded only after its hash is checked.
+* Any exception while simulating a set (solver failure, no physiological drug-free state,
+  time limit, or a bug) becomes a failure row with the set's parameters and the error; a
+  chunk whose worker kept dying becomes failure rows too.  The rest of the ensemble completes.
+* With ``out=`` the results are streamed chunk by chunk into a run folder and committed
+  atomically with a manifest (:mod:`analysis.store`): the previous results are untouched until
+  the new run has finished, one writer at a time, and ``resume=True`` finishes an interrupted run.
 * ``scheduler=None`` starts a local cluster (one single-threaded worker process per
   core, or ``workers``); ``scheduler="tcp://host:8786"`` uses an existing cluster; on
   SLURM/PBS create the cluster with dask-jobqueue and pass its ``scheduler_address``.
+  A Dask scheduler runs pickled code on its workers: connect only to schedulers you trust.
 """
 
 from __future__ import annotations
@@ -24,7 +30,10 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
+import stat
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +42,21 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from analysis.model import OBSERVABLES, CascadeModel, ModelError, SimulationError, load_model
+from analysis import store
+from analysis.errors import ModelError, SimulationError
+from analysis.model import OBSERVABLES, CascadeModel, check_times, load_model
 from analysis.paths import SPECIES, sbml_path
+from analysis.store import read_ensemble  # noqa: F401  (public: re-exported)
 
 #: Per-worker-process cache of compiled models, keyed by the SBML text's SHA-256.
 _WORKER_MODELS: dict[str, CascadeModel] = {}
+#: Seconds to wait for an existing scheduler to answer.
+CONNECT_TIMEOUT_S = 10.0
+_ADDRESS = re.compile(r"^(tcp|tls|inproc|ucx|ws|wss)://[^\s/]+(:\d+)?/?$|^[A-Za-z0-9_.\-\[\]:]+:\d+$")
+
+
+class EngineError(ModelError):
+    """The Dask cluster could not be used (bad address, unreachable scheduler, bad worker settings)."""
 
 
 @dataclass
@@ -45,9 +64,9 @@ class EnsembleResult:
     """Outcome of :func:`run_ensemble`.
 
     ``data`` is a tidy DataFrame with a (sample, time) MultiIndex (time in s) and one column per
-    observable, or ``None`` when the results were streamed to ``path`` (a folder of Parquet
-    parts; read it back with :func:`read_ensemble`).  ``samples`` is the parameter table that
-    was run; ``failures`` has one row per failed parameter set (its parameters and the error).
+    observable, or ``None`` when the results were streamed to ``path`` (an ensemble folder; read
+    it back with :func:`read_ensemble`).  ``samples`` is the parameter table that was run;
+    ``failures`` has one row per failed parameter set (its parameters and the error).
     """
 
     samples: pd.DataFrame
@@ -56,6 +75,7 @@ class EnsembleResult:
     path: Path | None = None
     n_ok: int = 0
     timing: dict[str, float] = field(default_factory=dict)
+    run_id: str | None = None
 
     def to_xarray(self):
         """The results as an ``xarray.Dataset`` with dims (sample, time)."""
@@ -71,18 +91,31 @@ def _sbml_source(species_or_path: str | Path) -> tuple[str, str]:
     return text, hashlib.sha256(text.encode()).hexdigest()
 
 
+def private_cache_dir() -> Path:
+    """This user's folder for compiled-model files: created 0700, refused if another user owns it or can write it."""
+    folder = Path(tempfile.gettempdir()) / f"ketamine-cascade-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
+        raise ModelError(f"refusing the model cache {folder}: not a private folder owned by this user")
+    return folder
+
+
 def _worker_model(sbml_text: str, digest: str) -> CascadeModel:
-    """Compile the SBML once per process (the compiled model is reused by every later chunk)."""
+    """Compile the SBML once per process (verified by its SHA-256; reused by every later chunk)."""
     model = _WORKER_MODELS.get(digest)
-    if model is None:
-        folder = Path(tempfile.gettempdir()) / "ketamine-cascade-models"
-        folder.mkdir(exist_ok=True)
-        path = folder / f"{digest}.xml"
-        if not path.exists():
-            tmp = folder / f".{digest}.{os.getpid()}.tmp"
-            tmp.write_text(sbml_text, encoding="utf-8")
-            os.replace(tmp, path)
-        model = _WORKER_MODELS[digest] = CascadeModel(path)
+    if model is not None:
+        return model
+    if hashlib.sha256(sbml_text.encode()).hexdigest() != digest:
+        raise ModelError("the model text received by the worker does not match its SHA-256 (corrupted in transfer)")
+    path = private_cache_dir() / f"{digest}.xml"
+    if not path.exists() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+        fd, tmp = tempfile.mkstemp(prefix=f".{digest}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(sbml_text)
+        os.replace(tmp, path)
+    model = CascadeModel(path)
+    _WORKER_MODELS[digest] = model
     return model
 
 
@@ -92,21 +125,31 @@ def run_chunk(
     samples: pd.DataFrame,
     times: np.ndarray,
     observables: Sequence[str],
-    equilibrate: bool,
+    equilibrate: bool | None,
+    time_limit: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[object, str]]]:
     """Simulate one chunk of parameter sets on this process's compiled model.
 
     Returns (values[n_ok, n_times, n_observables], sample ids of the successful sets,
-    [(sample id, error message)] of the failed ones).
+    [(sample id, error message)] of the failed ones).  Any exception of a set is a failure of that set;
+    if the model itself cannot be prepared, every set of the chunk fails with that reason.
     """
-    model = _worker_model(sbml_text, digest)
+    shape0 = (0, len(times), len(observables))
+    try:
+        model = _worker_model(sbml_text, digest)
+    except Exception as exc:  # noqa: BLE001  (reported per set, never lost)
+        return np.empty(shape0), np.asarray([]), [(sid, f"{type(exc).__name__}: {exc}") for sid in samples.index]
     values, ok, failed = [], [], []
     columns = list(samples.columns)
     for sid, row in zip(samples.index, samples.itertuples(index=False, name=None), strict=True):
+        params = dict(zip(columns, row, strict=True))
         try:
-            values.append(model.simulate_array(times, dict(zip(columns, row, strict=True)), observables, equilibrate))
+            values.append(model.simulate_array(times, params, observables, equilibrate, time_limit=time_limit))
         except SimulationError as exc:
             failed.append((sid, str(exc)))
+            continue
+        except Exception as exc:  # noqa: BLE001  (any other error is a failure row, not a lost chunk)
+            failed.append((sid, f"{type(exc).__name__}: {exc}"))
             continue
         ok.append(sid)
     shape = (len(ok), len(times), len(observables))
@@ -145,11 +188,30 @@ def _chunks(table: pd.DataFrame, size: int) -> list[pd.DataFrame]:
     return [table.iloc[i : i + size] for i in range(0, len(table), size)]
 
 
+def check_engine_options(workers: object, scheduler: object, chunk_size: object) -> None:
+    """Validate the engine settings up front (before any cluster is started or any file touched)."""
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer))):
+        raise EngineError(f"workers must be a whole number >= 0, got {workers!r}")
+    if workers is not None and workers < 0:
+        raise EngineError(f"workers must be >= 0 (0 = serial, in this process), got {workers}")
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1
+    ):
+        raise EngineError(f"chunk_size must be a whole number >= 1, got {chunk_size!r}")
+    if scheduler is not None and (not isinstance(scheduler, str) or not _ADDRESS.match(scheduler.strip())):
+        raise EngineError(f"scheduler must be a Dask scheduler address such as tcp://127.0.0.1:8786, got {scheduler!r}")
+
+
 def _client(workers: int | None, scheduler: str | None):
     from dask.distributed import Client, LocalCluster
 
     if scheduler:
-        return Client(scheduler), None
+        try:
+            return Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s"), None
+        except (OSError, TimeoutError) as exc:
+            raise EngineError(
+                f"cannot reach the Dask scheduler at {scheduler} within {CONNECT_TIMEOUT_S:g} s: {exc}"
+            ) from None
     n = workers or os.cpu_count() or 1
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
     return Client(cluster), cluster
@@ -166,7 +228,9 @@ def run_ensemble(
     client=None,
     chunk_size: int | None = None,
     out: str | Path | None = None,
-    equilibrate: bool = False,
+    resume: bool = False,
+    equilibrate: bool | None = None,
+    time_limit: float | None = None,
     progress: bool = True,
 ) -> EnsembleResult:
     """Simulate every row of ``samples`` (columns = parameter ids, e.g. ``dose`` in mg/kg).
@@ -187,102 +251,144 @@ def run_ensemble(
         single-threaded worker processes (default: one per core).
     chunk_size:
         Parameter sets per task (default: about four tasks per worker).
-    out:
-        Folder for Parquet parts (streamed; ``data`` is then ``None``).
+    out, resume:
+        Ensemble folder (:mod:`analysis.store`): results are streamed there as Parquet parts and
+        committed atomically at the end (``data`` is then ``None``).  ``resume=True`` finishes an
+        interrupted run of the same samples, times, observables and model instead of starting anew.
     equilibrate:
-        Start each set from its own drug-free steady state (see ``CascadeModel.simulate``);
-        needed whenever the samples change physiology, not just dosing inputs.
+        Start each set from its own drug-free steady state (see ``CascadeModel.simulate``).  ``None``
+        (default) decides per set: equilibrate exactly when it changes physiology (non-input parameters).
+        A set without a physiological, stable drug-free state is a failure row with the reason.
+    time_limit:
+        Wall-clock limit per set (s); a set that exceeds it is a failure row.  ``None``: no limit.
     """
-    import time as _time
-
-    t0 = _time.perf_counter()
+    t0 = time.perf_counter()
+    check_engine_options(workers, scheduler, chunk_size)
+    if time_limit is not None and not (isinstance(time_limit, (int, float)) and time_limit > 0):
+        raise ModelError(f"time_limit must be a positive number of seconds or None, got {time_limit!r}")
     model = load_model(species) if str(species) in SPECIES else load_model(Path(species))
     table = check_samples(samples, model)
-    times = np.arange(0.0, 7 * 86400.0 + 1, 600.0) if times is None else np.asarray(times, dtype=float)
-    if times.ndim != 1 or len(times) < 2 or times[0] != 0 or np.any(np.diff(times) <= 0):
-        raise ModelError("times must be a 1-D increasing array starting at 0 with at least 2 points")
+    times = np.arange(0.0, 7 * 86400.0 + 1, 600.0) if times is None else check_times(times)
+    observables = list(observables)
     model._selections_for(tuple(observables))  # raises on unknown observables
     text, digest = _sbml_source(species)
     out_path = Path(out) if out is not None else None
-    if out_path is not None:
-        out_path.mkdir(parents=True, exist_ok=True)
-        for old in out_path.glob("part-*.parquet"):
-            old.unlink()
+    if resume and out_path is None:
+        raise ModelError("resume=True needs an output folder (out=)")
 
     own = None
     if workers == 0:
         n_workers = 1
     elif client is None:
         client, own = _client(workers, scheduler)
-        n_workers = len(client.scheduler_info()["workers"])
+        n_workers = max(1, len(client.scheduler_info()["workers"]))
     else:
         n_workers = max(1, len(client.scheduler_info()["workers"]))
-    size = chunk_size or max(1, math.ceil(len(table) / (4 * n_workers)))
-    chunks = _chunks(table, size)
-    parts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    failures: list[tuple[object, str]] = []
-    n_ok = 0
-    bar = tqdm(total=len(table), desc="ensemble", unit="sim", disable=not progress)
-    t1 = _time.perf_counter()
-
-    def collect(i: int, result) -> None:
-        nonlocal n_ok
-        values, ok, failed = result
-        failures.extend(failed)
-        bar.update(len(ok) + len(failed))
-        if len(ok):
-            n_ok += len(ok)
-            if out_path is not None:
-                frame = _tidy(values, ok, times, observables, table.index.name)
-                frame.to_parquet(out_path / f".part-{i:05d}.tmp")
-                os.replace(out_path / f".part-{i:05d}.tmp", out_path / f"part-{i:05d}.parquet")
-            else:  # keep the raw arrays; one tidy frame is built at the end (cheap on the client)
-                parts[i] = (values, ok)
-
     try:
-        if workers == 0:
-            for i, chunk in enumerate(chunks):
-                collect(i, run_chunk(text, digest, chunk, times, list(observables), equilibrate))
-        else:
-            from dask.distributed import as_completed
-
-            sbml_future = client.scatter(text, broadcast=True, hash=False)
-            futures = {
-                client.submit(
-                    run_chunk, sbml_future, digest, chunk, times, list(observables), equilibrate, pure=False
-                ): i
-                for i, chunk in enumerate(chunks)
+        size = chunk_size or max(1, math.ceil(len(table) / (4 * n_workers)))
+        if out_path is None:
+            return _run(table, times, observables, text, digest, client, workers, size, None, equilibrate,
+                        time_limit, progress, t0)  # fmt: skip
+        with store.locked(out_path):
+            spec = {
+                "n_samples": len(table),
+                "chunk_size": size,
+                "n_chunks": math.ceil(len(table) / size),
+                "model_sha256": digest,
+                "observables": observables,
+                "equilibrate": equilibrate,
             }
-            for fut in as_completed(futures):
-                collect(futures[fut], fut.result())
-                fut.release()
+            spec["spec_sha256"] = store.spec_digest(table, times, observables, digest, spec)
+            writer = store.begin_run(out_path, spec, resume)
+            return _run(table, times, observables, text, digest, client, workers, size, writer, equilibrate,
+                        time_limit, progress, t0)  # fmt: skip
     finally:
-        bar.close()
         if own is not None:
             client.close()
             own.close()
 
-    fail = pd.DataFrame(
+
+def _failure_frame(table: pd.DataFrame, failures: list[tuple[object, str]]) -> pd.DataFrame:
+    return pd.DataFrame(
         [{"sample": sid, **table.loc[sid].to_dict(), "error": msg} for sid, msg in failures],
         columns=["sample", *table.columns, "error"],
     )
-    data = None
-    if out_path is None:
+
+
+def _run(table, times, observables, text, digest, client, workers, size, writer, equilibrate, time_limit,
+         progress, t0) -> EnsembleResult:  # fmt: skip
+    chunks = _chunks(table, size)
+    done = writer.done_chunks() if writer is not None else set()
+    todo = [i for i in range(len(chunks)) if i not in done]
+    parts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    failures: list[tuple[object, str]] = []
+    n_ok = 0
+    bar = tqdm(total=len(table), desc="ensemble", unit="sim", disable=not progress)
+    bar.update(sum(len(chunks[i]) for i in done))
+    t1 = time.perf_counter()
+
+    def collect(i: int, result) -> None:
+        nonlocal n_ok
+        values, ok, failed = result
+        bar.update(len(ok) + len(failed))
+        n_ok += len(ok)
+        if writer is not None:
+            frame = _tidy(values, ok, times, observables, table.index.name) if len(ok) else None
+            writer.write_chunk(i, frame, _failure_frame(table, failed))
+        else:  # keep the raw arrays; one tidy frame is built at the end (cheap on the client)
+            failures.extend(failed)
+            if len(ok):
+                parts[i] = (values, ok)
+
+    args = (times, observables, equilibrate, time_limit)
+    try:
+        if workers == 0:
+            for i in todo:
+                collect(i, run_chunk(text, digest, chunks[i], *args))
+        else:
+            from dask.distributed import as_completed
+
+            futures = {client.submit(run_chunk, text, digest, chunks[i], *args, pure=False): i for i in todo}
+            for fut in as_completed(futures):
+                i = futures[fut]
+                try:
+                    result = fut.result()
+                except Exception as exc:  # noqa: BLE001  (e.g. KilledWorker: the chunk's sets become failures)
+                    reason = f"chunk lost on the cluster ({type(exc).__name__}: {exc})"
+                    result = (np.empty((0, len(times), len(observables))), np.asarray([]),
+                              [(sid, reason) for sid in chunks[i].index])  # fmt: skip
+                collect(i, result)
+                fut.release()
+    finally:
+        bar.close()
+
+    data, run_id = None, None
+    if writer is None:
+        fail = _failure_frame(table, failures)
         ordered = [parts[i] for i in sorted(parts)]  # chunk order = table order
         values = np.concatenate([v for v, _ in ordered]) if ordered else np.empty((0, len(times), len(observables)))
         ids = np.concatenate([ok for _, ok in ordered]) if ordered else np.array([])
         data = _tidy(values, ids, times, observables, table.index.name)
     else:
-        table.to_parquet(out_path / "samples.parquet")
-        fail.to_parquet(out_path / "failures.parquet")
-    t2 = _time.perf_counter()
+        fail = writer.read_failures()
+        if fail.empty:
+            fail = _failure_frame(table, [])
+        n_ok = len(table) - len(fail)
+        writer.commit(
+            table,
+            fail,
+            {"n_ok": n_ok, "n_failed": len(fail), "times_s": [float(times[0]), float(times[-1]), len(times)]},
+        )
+        run_id = writer.run_id
+    t2 = time.perf_counter()
     return EnsembleResult(
         samples=table,
         failures=fail,
         data=data,
-        path=out_path,
+        path=writer.root if writer is not None else None,
         n_ok=n_ok,
         timing={"setup_s": t1 - t0, "simulate_s": t2 - t1},
+        run_id=run_id,
     )
 
 
@@ -291,11 +397,3 @@ def _tidy(
 ) -> pd.DataFrame:
     index = pd.MultiIndex.from_product([ok, times], names=[name or "sample", "time"])
     return pd.DataFrame(values.reshape(len(ok) * len(times), len(observables)), index=index, columns=list(observables))
-
-
-def read_ensemble(path: str | Path) -> pd.DataFrame:
-    """Read a streamed ensemble (folder of Parquet parts) into one tidy DataFrame."""
-    parts = sorted(Path(path).glob("part-*.parquet"))
-    if not parts:
-        raise ModelError(f"no ensemble results (part-*.parquet) in {path}")
-    return pd.concat(pd.read_parquet(p) for p in parts).sort_index()

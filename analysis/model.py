@@ -14,6 +14,8 @@ never leak into each other.
 from __future__ import annotations
 
 import math
+import time
+import warnings
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -23,7 +25,22 @@ import numpy as np
 import pandas as pd
 import roadrunner
 
+from analysis import steady_state
+from analysis.errors import DrugFreeStateError, ModelError, SimulationError, SimulationTimeout
 from analysis.paths import SPECIES, sbml_path
+from analysis.steady_state import EQUILIBRATION_TIME, StateCheck  # noqa: F401  (re-exported)
+
+__all__ = [
+    "OBSERVABLES",
+    "INPUTS",
+    "EQUILIBRATION_TIME",
+    "CascadeModel",
+    "ModelError",
+    "SimulationError",
+    "DrugFreeStateError",
+    "NotAtSteadyStateWarning",
+    "load_model",
+]
 
 #: Contract observables (global SBML ids), in the order of the README table.
 OBSERVABLES = [
@@ -52,19 +69,31 @@ INPUT_RANGES = {
     "inhib_ltype": (0.0, 1.0),
     "bdnf_secretion": (0.0, math.inf),
 }
-#: Drug-free run (s) before the dose when ``equilibrate=True``: ~80 half-lives of the slowest
-#: process (persistent spines, t1/2 14 d), so the state is at its new steady state.
-EQUILIBRATION_TIME = 1e8
+#: Inputs of the exchange contract: dosing, body weight and the interventions (inhibitors and the Val66Met
+#: BDNF-secretion factor), applied at reset as in the README recipe.  Dosing and body weight do not move the
+#: drug-free steady state; the interventions act from the moment they are set (they are experiments, not
+#: physiology), so none of these triggers pre-equilibration.  Any other parameter changes physiology.
+INPUTS = frozenset(
+    {
+        "dose",
+        "t_dose",
+        "infusion_duration",
+        "inhib_ampa",
+        "inhib_mtorc1",
+        "inhib_trkb",
+        "inhib_ltype",
+        "body_weight",
+        "bdnf_secretion",
+    }
+)
+#: Pieces a time-limited run is integrated in (the clock is checked between them).
+TIME_LIMIT_SEGMENTS = 8
 #: Parameters that may legitimately be negative (potentials, currents).
 SIGNED = ("e_", "v_", "i_")
 
 
-class ModelError(ValueError):
-    """Bad model file or bad input (unknown parameter, invalid value)."""
-
-
-class SimulationError(RuntimeError):
-    """The ODE solver failed; the message names the inputs of the failed run."""
+class NotAtSteadyStateWarning(UserWarning):
+    """A plain (not equilibrated) run started from a state that is not the drug-free steady state."""
 
 
 def _check_sbml_file(path: Path) -> str:
@@ -109,6 +138,9 @@ class CascadeModel:
         self._changed: set[str] = set()
         self._ids = set(m.getGlobalParameterIds()) | set(m.getCompartmentIds()) | set(m.getReactionIds())
         self._selections: dict[tuple[str, ...], list[str]] = {}
+        # state layout and tolerances once, at load, so that every simulation of this model starts alike
+        self._space: steady_state.StateSpace | None = steady_state.state_space(self.rr)
+        steady_state.fix_tolerances(self.rr)
 
     # -- inputs ---------------------------------------------------------------
     def check_parameters(self, values: Mapping[str, object]) -> dict[str, float]:
@@ -150,7 +182,8 @@ class CascadeModel:
         times: Sequence[float] | np.ndarray,
         parameters: Mapping[str, object] | None = None,
         observables: Sequence[str] = OBSERVABLES,
-        equilibrate: bool = False,
+        equilibrate: bool | None = None,
+        time_limit: float | None = None,
     ) -> pd.DataFrame:
         """Simulate from the drug-free steady state.
 
@@ -164,18 +197,27 @@ class CascadeModel:
             Model ids to return (contract ids by default; species are concentrations in uM).
         equilibrate:
             The shipped initial values are the steady state of the shipped parameters.  When
-            ``parameters`` change the drug-free physiology (anything but the dosing inputs), set
-            ``equilibrate=True``: the model first runs drug-free for ``EQUILIBRATION_TIME`` s to its
-            new steady state; the clock then restarts at 0 from that state, the dose is given at
-            ``t_dose``, and every ``*_rel`` observable is re-expressed relative to the new drug-free
-            state (its value at t = 0).
+            ``parameters`` change the drug-free physiology (anything but :data:`INPUTS`), the model
+            must first reach its new drug-free steady state: with ``equilibrate=True`` it runs
+            drug-free for ``EQUILIBRATION_TIME`` s, the state is cleaned and checked
+            (:mod:`analysis.steady_state`: |dx/dt|, Jacobian stability, physiological rates), the
+            clock restarts at 0 from that state, the dose is given at ``t_dose``, and every ``*_rel``
+            observable is re-expressed relative to the new drug-free state (its value at t = 0).
+            A set with no physiological, stable drug-free state raises :class:`DrugFreeStateError`.
+            ``None`` (default) equilibrates exactly when a non-input parameter differs from its
+            shipped value.  ``False`` with changed physiology warns (:class:`NotAtSteadyStateWarning`)
+            if the start is not steady.
+        time_limit:
+            Wall-clock limit (s).  The run is then integrated in :data:`TIME_LIMIT_SEGMENTS` pieces and
+            the clock is checked between them; past the limit it raises :class:`SimulationTimeout`.
+            ``None`` (default): one uninterrupted integration.
 
         Returns
         -------
         DataFrame indexed by ``time`` (s) with one column per observable.
         """
         times = np.asarray(times, dtype=float)
-        data = self.simulate_array(times, parameters, observables, equilibrate)
+        data = self.simulate_array(times, parameters, observables, equilibrate, time_limit)
         return pd.DataFrame(data, index=pd.Index(times, name="time"), columns=list(observables))
 
     def simulate_array(
@@ -183,24 +225,28 @@ class CascadeModel:
         times: np.ndarray,
         parameters: Mapping[str, object] | None = None,
         observables: Sequence[str] = OBSERVABLES,
-        equilibrate: bool = False,
+        equilibrate: bool | None = None,
+        time_limit: float | None = None,
     ) -> np.ndarray:
         """As :meth:`simulate`, but return the bare array (len(times) x len(observables)).
 
         The ensemble engine uses this to avoid building a DataFrame per simulation.
         """
-        times = np.asarray(times, dtype=float)
-        if times.ndim != 1 or len(times) < 2 or times[0] != 0 or np.any(np.diff(times) <= 0):
-            raise ModelError("times must be a 1-D increasing array starting at 0 with at least 2 points")
+        times = check_times(times)
         selections = self._selections_for(tuple(observables))
         params = dict(parameters or {})
+        deadline = None if time_limit is None else time.perf_counter() + float(time_limit)
+        if equilibrate is None:
+            equilibrate = self.changes_physiology(params)
         try:
             if equilibrate:
-                data = self._simulate_equilibrated(times, params, selections)
+                data = self._simulate_equilibrated(times, params, selections, deadline)
             else:
                 self.apply(params)
-                data = np.asarray(self.rr.simulate(times=times, selections=selections))
-        except ModelError:
+                if self._changed - INPUTS:
+                    self._warn_if_not_steady(params)
+                data = self._integrate(times, selections, deadline, params)
+        except (ModelError, SimulationError):
             raise
         except Exception as exc:
             raise SimulationError(f"solver failed for {self.model_id} with parameters {params}: {exc}") from exc
@@ -211,18 +257,77 @@ class CascadeModel:
             raise SimulationError(f"non-finite values in the simulation of {self.model_id} with parameters {params}")
         return data
 
-    def _simulate_equilibrated(self, times: np.ndarray, params: dict, selections: list[str]) -> np.ndarray:
-        """Run drug-free to the steady state of ``params``, then simulate the dose from there.
+    def changes_physiology(self, parameters: Mapping[str, object]) -> bool:
+        """True if a non-input parameter differs from its shipped value (the shipped state is then not steady)."""
+        return any(
+            p not in INPUTS and p in self.defaults and float(v) != self.defaults[p] for p, v in parameters.items()
+        )
+
+    def _state_space(self) -> steady_state.StateSpace:
+        if self._space is None:
+            self._space = steady_state.state_space(self.rr)
+        return self._space
+
+    def _warn_if_not_steady(self, params: Mapping[str, object]) -> None:
+        rates = np.abs(np.asarray(self.rr.getRatesOfChange(), dtype=float))
+        space = self._state_space()
+        scale = np.maximum(np.abs(steady_state._get_state(self.rr, space)), steady_state.X_FLOOR)
+        worst = float(np.max(rates / scale))
+        if worst > steady_state.MAX_RELATIVE_RATE:
+            changed = sorted(set(params) - INPUTS)
+            warnings.warn(
+                f"{self.model_id}: parameters {changed} change the drug-free physiology, but this run starts "
+                f"from the shipped state, which is not their steady state (|dx/dt|/x = {worst:.2g} /s); the "
+                "time course mixes drift with the drug effect.  Use equilibrate=True (or the default None).",
+                NotAtSteadyStateWarning,
+                stacklevel=4,
+            )
+
+    def drug_free_state(self, parameters: Mapping[str, object] | None = None) -> StateCheck:
+        """Equilibrate ``parameters`` drug-free and return the checks of that state (no exception).
+
+        Rates in Hz, eigenvalue and relative rate of change in 1/s; ``ok`` is False with a
+        ``reason`` for a runaway, oscillating or unstable drug-free state.
+        """
+        self.apply({**dict(parameters or {}), "t_dose": 1e30})
+        try:
+            return steady_state.equilibrate(self.rr, self._state_space())
+        except Exception as exc:  # the solver itself failed on the way: no drug-free state
+            nan = float("nan")
+            return StateCheck(False, f"solver failed while equilibrating: {exc}", nan, nan, nan, "", nan, nan)
+
+    def _integrate(self, times: np.ndarray, selections: list[str], deadline: float | None, params: dict) -> np.ndarray:
+        """One run over ``times`` from the current state; in segments with a clock check if ``deadline`` is set."""
+        if deadline is None:
+            return np.asarray(self.rr.simulate(times=times, selections=selections))
+        edges = np.unique(np.linspace(0, len(times) - 1, TIME_LIMIT_SEGMENTS + 1).astype(int))
+        pieces = []
+        for k, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+            self._check_deadline(deadline, params)
+            piece = np.asarray(self.rr.simulate(times=times[a : b + 1], selections=selections))
+            pieces.append(piece if k == 0 else piece[1:])
+        self._check_deadline(deadline, params)
+        return np.vstack(pieces)
+
+    def _check_deadline(self, deadline: float | None, params: dict) -> None:
+        if deadline is not None and time.perf_counter() > deadline:
+            raise SimulationTimeout(f"{self.model_id} with parameters {params}: time limit exceeded")
+
+    def _simulate_equilibrated(
+        self, times: np.ndarray, params: dict, selections: list[str], deadline: float | None = None
+    ) -> np.ndarray:
+        """Run drug-free to the steady state of ``params``, check it, then simulate the dose from there.
 
         The pre-run keeps the dose event disarmed (t_dose far away); the state is kept and the
         clock restarts at 0.  A trigger that is already true when a run starts does not fire, so a
         dose due at t = 0 is given at t = 1 ns instead (no observable difference).
         """
         t_dose = float(self.check_parameters(params).get("t_dose", self.defaults["t_dose"]))
-        self.apply({**params, "t_dose": 1e30})
-        self.rr.simulate(0.0, EQUILIBRATION_TIME, 2)
+        check = self.drug_free_state(params)
+        if not check.ok:
+            raise DrugFreeStateError(f"{self.model_id} with parameters {params}: {check.reason}")
         self.rr["t_dose"] = max(t_dose, 1e-9)
-        return np.asarray(self.rr.simulate(times=times, selections=selections))
+        return self._integrate(times, selections, deadline, params)
 
     def _selections_for(self, observables: tuple[str, ...]) -> list[str]:
         """roadrunner selections for ``observables`` (checked once, then cached)."""
@@ -232,6 +337,21 @@ class CascadeModel:
                 raise ModelError(f"unknown observable(s) {unknown} for model {self.model_id}")
             self._selections[observables] = [self.selection(o) for o in observables]
         return self._selections[observables]
+
+
+def check_times(times: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Output times (s) as a float array: 1-D, finite, strictly increasing from 0, at least 2 points."""
+    try:
+        arr = np.asarray(times, dtype=float)
+    except (TypeError, ValueError):
+        raise ModelError(f"times must be numbers (s), got {times!r}") from None
+    if arr.ndim != 1 or len(arr) < 2:
+        raise ModelError("times must be a 1-D array of at least 2 output times (s)")
+    if not np.all(np.isfinite(arr)):
+        raise ModelError("times must be finite (s); got NaN or infinity")
+    if arr[0] != 0 or np.any(np.diff(arr) <= 0):
+        raise ModelError("times must start at 0 and increase strictly (s)")
+    return arr
 
 
 @lru_cache(maxsize=8)

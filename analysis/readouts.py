@@ -26,17 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.model import OBSERVABLES, CascadeModel, ModelError
+from analysis.model import INPUTS, OBSERVABLES, CascadeModel, ModelError, SimulationError  # noqa: F401  (INPUTS re-exported)
 
 HOUR = 3600.0
 DAY = 86400.0
-#: Drug-free pre-equilibration (s) before the dose when parameters differ from the shipped values.
-#: Stable-spine turnover (1/k_spine_elim_stable = 20 d) is > 5 time constants relaxed after 1e7 s (116 d);
-#: measured residual drift of spine density after +20 % k_spine_formation: < 1e-4.
-#: Inputs: changing them does not move the drug-free steady state (no pre-equilibration needed).
-INPUTS = frozenset(
-    {"dose", "t_dose", "infusion_duration", "inhib_ampa", "inhib_mtorc1", "inhib_trkb", "inhib_ltype", "body_weight"}
-)
 
 
 @dataclass(frozen=True)
@@ -271,7 +264,7 @@ def readout_times(t_dose: float = 0.0, horizon_s: float = 7 * DAY, dt_dense: flo
 
 def needs_equilibration(model: CascadeModel, parameters: Mapping[str, float]) -> bool:
     """True if a non-input parameter differs from its shipped value (the stored state is then not steady)."""
-    return any(p not in INPUTS and float(v) != model.defaults.get(p, float(v)) for p, v in parameters.items())
+    return model.changes_physiology(parameters)
 
 
 def simulate_course(
@@ -284,6 +277,17 @@ def simulate_course(
     """Simulate on ``times`` (s, dose at ``parameters['t_dose']``, default 0), optionally pre-equilibrated
     to the drug-free steady state of ``parameters`` (see :meth:`CascadeModel.simulate`)."""
     return model.simulate(times, dict(parameters), list(observables), equilibrate=equilibrate)
+
+
+def readouts_or_failure(
+    model: CascadeModel, parameters: Mapping[str, float], names: Sequence[str], equilibrate: bool | None = None
+) -> tuple[pd.Series, str]:
+    """:func:`simulate_readouts`, but a failed set (solver failure, or no physiological drug-free state) gives
+    NaN readouts and its reason instead of an exception.  Returns (readouts, error; '' when it succeeded)."""
+    try:
+        return simulate_readouts(model, parameters, names, equilibrate=equilibrate), ""
+    except SimulationError as exc:
+        return pd.Series(np.nan, index=list(check_readouts(names)), dtype=float), str(exc)
 
 
 def simulate_readouts(

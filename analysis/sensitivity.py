@@ -51,6 +51,7 @@ from analysis.readouts import (
     DAY,
     check_readouts,
     readout_times,
+    readouts_or_failure,
     simulate_course,
     simulate_readouts,
 )
@@ -473,7 +474,8 @@ def bounds_tornado(
     Each parameter is set to its lower and then its upper bound (others at their values), with
     pre-equilibration.  Returns a DataFrame indexed by parameter with columns ``low``, ``high``
     (readout at the lower/upper bound), ``lower``, ``upper`` (the bounds), ``swing`` (|high - low|),
-    sorted by swing; ``attrs['baseline']`` holds the readout at the shipped values.
+    sorted by swing, and ``error``: why a bound has no physiological drug-free state (its readout is then
+    NaN and the parameter sorts last); ``attrs['baseline']`` holds the readout at the shipped values.
     """
     m = as_model(model)
     names = check_readouts([readout])
@@ -484,8 +486,17 @@ def bounds_tornado(
     rows = {}
     for p in ids:
         lo, hi = bounds.loc[p, "lower"], bounds.loc[p, "upper"]
-        vals = [float(simulate_readouts(m, {**scen, p: x}, names, equilibrate=True).iloc[0]) for x in (lo, hi)]
-        rows[p] = {"low": vals[0], "high": vals[1], "lower": lo, "upper": hi, "swing": abs(vals[1] - vals[0])}
+        res = [readouts_or_failure(m, {**scen, p: x}, names, equilibrate=True) for x in (lo, hi)]
+        vals = [float(r.iloc[0]) for r, _ in res]
+        err = "; ".join(f"{side} bound: {e}" for side, (_, e) in zip(("lower", "upper"), res, strict=True) if e)
+        rows[p] = {
+            "low": vals[0],
+            "high": vals[1],
+            "lower": lo,
+            "upper": hi,
+            "swing": abs(vals[1] - vals[0]),
+            "error": err,
+        }
     df = pd.DataFrame.from_dict(rows, orient="index").rename_axis("parameter").sort_values("swing", ascending=False)
     df.attrs.update(baseline=base, readout=readout)
     return df if top is None else df.iloc[:top]

@@ -192,9 +192,19 @@ def test_human_infusion_durations():
 
 def test_scans():
     s1 = D.scan_1d("rat", "koff_ket", n=3, readouts=["spine_gain_24h"])
-    assert len(s1) == 3 and s1["spine_gain_24h"].is_monotonic_decreasing
+    assert len(s1) == 3 and s1["spine_gain_24h"].is_monotonic_decreasing and (s1["error"] == "").all()
     s2 = D.scan_2d("rat", ("koff_ket", "vmax_eaat"), n=2, readouts=["glutamate_peak"])
-    assert s2.shape == (4, 3)
+    assert s2.shape == (4, 4)
+    # a grid point without a physiological drug-free state is NaN with its reason, never a silent value
+    failed = s2["error"] != ""
+    assert (s2.loc[failed, "glutamate_peak"].isna()).all() and s2.loc[~failed, "glutamate_peak"].notna().all()
+
+
+def test_scan_reports_runaway_instead_of_flat_effect():
+    """mg_ext below ~0.72 mM has no low-activity drug-free state: the scan says so (issue: silent 'no effect')."""
+    s = D.scan_1d("rat", "mg_ext", [0.7, 1.0], readouts=["glutamate_peak"])
+    assert np.isnan(s.loc[0.7, "glutamate_peak"]) and "runaway" in s.loc[0.7, "error"]
+    assert s.loc[1.0, "error"] == "" and s.loc[1.0, "glutamate_peak"] > 1.1
 
 
 def test_bad_inputs():

@@ -60,10 +60,12 @@ def test_dask_local_cluster_equals_serial(sets, serial, local_client):
 
 def test_streaming_to_parquet(sets, serial, local_client, tmp_path):
     res = run_ensemble(sets, "rat", T, OBS, client=local_client, chunk_size=2, out=tmp_path, progress=False)
-    assert res.data is None and len(list(tmp_path.glob("part-*.parquet"))) == 4
+    run = tmp_path / f"run-{res.run_id}"
+    assert res.data is None and len(list(run.glob("part-*.parquet"))) == 4
     pd.testing.assert_frame_equal(read_ensemble(tmp_path), serial.data, check_exact=True)
-    assert (tmp_path / "samples.parquet").exists() and (tmp_path / "failures.parquet").exists()
-    assert not list(tmp_path.glob(".*tmp"))
+    assert (run / "samples.parquet").exists() and (run / "failures.parquet").exists()
+    assert (tmp_path / "manifest.json").exists()
+    assert not list(tmp_path.rglob(".*.tmp")) and not list(tmp_path.rglob(".*.parquet"))
 
 
 def test_failed_set_is_reported_and_the_rest_complete(sets, local_client):

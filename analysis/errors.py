@@ -1,0 +1,17 @@
+"""The package's error types, in one place (every module raises these, the CLI turns them into one line)."""
+
+
+class ModelError(ValueError):
+    """Bad model file or bad input (unknown parameter, invalid value)."""
+
+
+class SimulationError(RuntimeError):
+    """The ODE solver failed; the message names the inputs of the failed run."""
+
+
+class DrugFreeStateError(SimulationError):
+    """A parameter set has no physiological, stable drug-free steady state; the message says which check failed."""
+
+
+class SimulationTimeout(SimulationError):
+    """One simulation exceeded its time limit (a pathological parameter set)."""

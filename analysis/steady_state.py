@@ -1,0 +1,237 @@
+"""The drug-free steady state of a parameter set: find it, clean it, and check that it is physiological.
+
+Every analysis that changes physiology (populations, sensitivities, scans, calibration) first
+brings each parameter set to its own drug-free steady state.  A parameter set is accepted only
+if that state passes every check below; otherwise the caller gets a :class:`DrugFreeStateError`
+naming the failed check, and ensembles record the set as a failure row.
+
+Procedure (:func:`equilibrate`)
+-------------------------------
+1. Reset to the shipped state (the steady state of the shipped parameters) with the dose disarmed,
+   then integrate drug-free for :data:`EQUILIBRATION_TIME` s (CVODE, two output points; about
+   2 ms).  Integrating, rather than a bare Newton solve, follows the physical trajectory from the
+   reference operating point, so it lands on the attractor that subject actually reaches and
+   never on an unstable fixed point.
+2. Snap the drug-bound states to exactly zero.  Without drug their steady state is exactly 0, but
+   the stiff solver's dense linear algebra leaves round-off of ~1e-21 in them.  With libroadrunner's
+   scalar absolute tolerance that residue was the 1700x slowdown of equilibrated runs: libroadrunner
+   rescales each state's absolute tolerance to ``tolerance * |x|`` whenever CVODE (re)starts, so a
+   1e-21 residue got a 1e-33 tolerance and the next run crawled (~100,000 steps instead of ~1,000).
+   :func:`fix_tolerances` (applied when a model is loaded) removes that cause for every restart;
+   the snap makes the drug-free state exact.  States whose shipped value is exactly 0 and whose
+   residue is below :data:`ABS_TOLERANCE` are set to 0.
+3. Check (:func:`check_state`):
+
+   * **convergence**: the largest relative rate of change ``|dx/dt| / (|x| + x_floor)`` is below
+     :data:`MAX_RELATIVE_RATE` (1/s), and the Newton correction ``|J^-1 dx/dt|`` relative to the state
+     is below :data:`MAX_NEWTON_STEP` (so slow modes cannot hide behind a small derivative);
+   * **stability**: every eigenvalue of the Jacobian, restricted to the dynamics' invariant subspace
+     (the conservation laws of the receptor and enzyme pools removed), has a real part
+     <= :data:`MAX_EIGENVALUE` (negative, or a neutral direction such as a drug reservoir);
+   * **physiology**: drug-free firing on the low-activity branch,
+     ``rate_pyr <= MAX_RATE["rate_pyr"]`` and ``rate_int <= MAX_RATE["rate_int"]`` (Hz).  The
+     runaway branch sits at the maximal rates (50 / 100 Hz), a seizure-like state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import linalg
+
+from analysis.errors import DrugFreeStateError  # noqa: F401  (re-exported)
+
+#: Drug-free integration (s) before the dose: ~80 half-lives of the slowest process (persistent spines).
+EQUILIBRATION_TIME = 1e8
+#: Largest accepted relative rate of change of any state at the drug-free steady state (1/s).
+MAX_RELATIVE_RATE = 1e-9
+#: Largest accepted Newton correction of any state, relative to max(|x|, x_floor): 100x the CVODE relative
+#: tolerance (1e-6), the accuracy to which the pre-run can place a state on its slowest mode.
+MAX_NEWTON_STEP = 1e-4
+#: Floor of the state scale (model units) in the relative criteria, so states at 0 do not divide by 0.
+X_FLOOR = 1e-6
+#: Drug-free rates above these (Hz) are not the physiological low-activity state.  Spontaneous rates of
+#: rodent mPFC pyramidal neurons are ~0.5-10 Hz and of fast-spiking interneurons ~5-40 Hz in vivo
+#: (Homayoun & Moghaddam 2007, doi:10.1523/JNEUROSCI.2845-07.2007); the bounds leave a factor of 2.
+MAX_RATE = {"rate_pyr": 20.0, "rate_int": 80.0}
+#: Largest accepted real part of a Jacobian eigenvalue (1/s): an e-folding time of > 300 years.  Neutral
+#: directions with eigenvalue 0 exist (e.g. the human infusion reservoir, whose outflow does not depend on
+#: its content); a real instability of this model grows on the time scale of its processes (>= 1e-7 /s).
+MAX_EIGENVALUE = 1e-10
+#: Relative finite-difference step for the Jacobian.
+FD_STEP = 1e-7
+
+
+@dataclass(frozen=True)
+class StateCheck:
+    """Diagnostics of a drug-free state (rates in Hz, eigenvalue and rates of change in 1/s)."""
+
+    ok: bool
+    reason: str
+    rate_pyr: float
+    rate_int: float
+    max_relative_rate: float
+    worst_state: str
+    newton_step: float
+    max_eigenvalue: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class StateSpace:
+    """Ids of the state vector (rate-rule symbols, then floating species) and a basis of its invariant
+    subspace (columns), computed once per compiled model."""
+
+    ids: list[str]
+    n_rules: int
+    basis: np.ndarray
+    structural_zeros: np.ndarray  # indices of species whose shipped (drug-free) value is exactly 0
+
+
+def state_space(rr) -> StateSpace:
+    """Describe the state vector of a loaded ``roadrunner.RoadRunner`` (call once per model)."""
+    em = rr.model
+    rules = list(em.getRateRuleSymbols())
+    species = list(em.getFloatingSpeciesIds())
+    n_rules = len(rules)
+    stoich = np.asarray(rr.getFullStoichiometryMatrix(), dtype=float)
+    if stoich.size == 0:
+        species_basis = np.zeros((len(species), 0))
+    else:
+        species_basis = linalg.orth(stoich)  # range of N: where d(amounts)/dt can point
+    n = n_rules + len(species)
+    basis = np.zeros((n, n_rules + species_basis.shape[1]))
+    basis[:n_rules, :n_rules] = np.eye(n_rules)
+    basis[n_rules:, n_rules:] = species_basis
+    shipped = np.asarray(em.getFloatingSpeciesInitConcentrations(), dtype=float)
+    return StateSpace(rules + species, n_rules, basis, np.flatnonzero(shipped == 0.0))
+
+
+#: Absolute tolerance of CVODE per unit of each state's drug-free scale (libroadrunner's default is 1e-12).
+ABS_TOLERANCE = 1e-12
+
+
+def fix_tolerances(rr) -> np.ndarray:
+    """Give CVODE a fixed absolute tolerance per state: ``ABS_TOLERANCE * scale``, where the scale is the
+    state's shipped drug-free magnitude, or 1 (uM, fraction, um^-1) for states that are 0 without drug.
+
+    Why: with a scalar tolerance, libroadrunner sets each state's absolute tolerance to
+    ``tolerance * |x|`` from the state's value whenever CVODE (re)starts (a new run, an event).  A state
+    that happens to be tiny then (round-off of 1e-21 in a drug-bound receptor state after a drug-free
+    pre-run, or ketamine decaying to 1e-20 before a later dose) gets a tolerance of ~1e-33 and CVODE
+    crawls on it (100,000 steps for a 7-day run instead of ~1,000).  A fixed vector keeps the
+    accuracy of the shipped operating point and never collapses.  Returns the vector (state order).
+    """
+    em = rr.model
+    rules = np.array([em.getValue(s) for s in em.getRateRuleSymbols()], dtype=float)
+    species = np.asarray(em.getFloatingSpeciesInitAmounts(), dtype=float)
+    scale = np.abs(np.concatenate([rules, species]))
+    tol = ABS_TOLERANCE * np.where(scale > 0, scale, 1.0)
+    rr.getIntegrator().setValue("absolute_tolerance", [float(t) for t in tol])
+    return tol
+
+
+def _get_state(rr, space: StateSpace) -> np.ndarray:
+    em = rr.model
+    rules = np.array([em.getValue(s) for s in space.ids[: space.n_rules]], dtype=float)
+    return np.concatenate([rules, np.asarray(em.getFloatingSpeciesAmounts(), dtype=float)])
+
+
+def _set_state(rr, space: StateSpace, x: np.ndarray) -> None:
+    em = rr.model
+    for sym, v in zip(space.ids[: space.n_rules], x[: space.n_rules], strict=True):
+        em.setValue(sym, float(v))
+    em.setFloatingSpeciesAmounts(np.asarray(x[space.n_rules :], dtype=float))
+
+
+def jacobian(rr, space: StateSpace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Forward-difference Jacobian d(dx/dt)/dx at the current state (amounts; 1/s).
+
+    Returns (J, x, f) with the state x and its rates f = dx/dt.  The state is restored on return.
+    """
+    x0 = _get_state(rr, space)
+    f0 = np.asarray(rr.getRatesOfChange(), dtype=float)
+    n = len(x0)
+    jac = np.empty((n, n))
+    try:
+        for j in range(n):
+            h = FD_STEP * max(abs(x0[j]), X_FLOOR)
+            x = x0.copy()
+            x[j] += h
+            _set_state(rr, space, x)
+            jac[:, j] = (np.asarray(rr.getRatesOfChange(), dtype=float) - f0) / h
+    finally:
+        _set_state(rr, space, x0)
+    return jac, x0, f0
+
+
+def snap_structural_zeros(rr, space: StateSpace, tolerance: float) -> None:
+    """Set drug-bound states (shipped value exactly 0) whose residue is below ``tolerance`` to exactly 0."""
+    em = rr.model
+    idx = space.structural_zeros
+    if not len(idx):
+        return
+    amounts = np.asarray(em.getFloatingSpeciesAmounts(), dtype=float)
+    tiny = idx[np.abs(amounts[idx]) < tolerance]
+    if len(tiny):
+        amounts[tiny] = 0.0
+        em.setFloatingSpeciesAmounts(amounts)
+
+
+def check_state(rr, space: StateSpace) -> StateCheck:
+    """Check the current state of ``rr`` as a drug-free steady state (see the module docstring)."""
+    rate_pyr, rate_int = float(rr["rate_pyr"]), float(rr["rate_int"])
+    jac, x, f = jacobian(rr, space)
+    scale = np.maximum(np.abs(x), X_FLOOR)
+    rel = np.abs(f) / scale
+    worst = int(np.argmax(rel))
+    q = space.basis
+    reduced = q.T @ jac @ q
+    eig = np.linalg.eigvals(reduced) if reduced.size else np.array([-np.inf])
+    max_eig = float(np.max(eig.real))
+    try:
+        step = q @ np.linalg.solve(reduced, q.T @ f)
+        newton = float(np.max(np.abs(step) / scale))
+    except np.linalg.LinAlgError:
+        newton = float("inf")
+    reasons = []
+    for name, value in (("rate_pyr", rate_pyr), ("rate_int", rate_int)):
+        if not np.isfinite(value) or value > MAX_RATE[name]:
+            reasons.append(
+                f"drug-free {name} = {value:.3g} Hz is above {MAX_RATE[name]:g} Hz (runaway, not the "
+                "physiological low-activity state)"
+            )
+    if not (np.isfinite(rel[worst]) and rel[worst] <= MAX_RELATIVE_RATE and newton <= MAX_NEWTON_STEP):
+        reasons.append(
+            f"not at a steady state after {EQUILIBRATION_TIME:g} s drug-free: |dx/dt|/x = {rel[worst]:.2g} /s "
+            f"(limit {MAX_RELATIVE_RATE:g}) at {space.ids[worst]}, Newton step {newton:.2g} "
+            f"(limit {MAX_NEWTON_STEP:g}); "
+            "oscillation or drift"
+        )
+    if not max_eig <= MAX_EIGENVALUE:
+        reasons.append(
+            f"drug-free steady state is unstable: largest Jacobian eigenvalue {max_eig:.3g} /s > {MAX_EIGENVALUE:g}"
+        )
+    return StateCheck(
+        ok=not reasons,
+        reason="; ".join(reasons),
+        rate_pyr=rate_pyr,
+        rate_int=rate_int,
+        max_relative_rate=float(rel[worst]),
+        worst_state=space.ids[worst],
+        newton_step=newton,
+        max_eigenvalue=max_eig,
+    )
+
+
+def equilibrate(rr, space: StateSpace, duration: float = EQUILIBRATION_TIME) -> StateCheck:
+    """Integrate the already-reset, dose-disarmed model drug-free for ``duration`` s, clean the state, check it.
+
+    The model is left at the equilibrated state (model time ``duration``); the caller restarts its clock.
+    """
+    rr.simulate(0.0, duration, 2)
+    snap_structural_zeros(rr, space, ABS_TOLERANCE)
+    return check_state(rr, space)
