@@ -6,6 +6,7 @@ Thin layer over the package functions; every file is written atomically.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -63,9 +64,12 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     params = dict(DEFAULT_SCENARIOS[args.species])
+    overrides = _parse_set(args.set)
     if args.dose is not None:
+        if "dose" in overrides:
+            raise ModelError("the dose is given twice (--dose and --set dose=...); give it once")
         params["dose"] = args.dose
-    params.update(_parse_set(args.set))
+    params.update(overrides)
     df = simulate(args.species, params, t_end=args.t_end_h * 3600.0)
     if args.out:
         print(f"wrote {write_csv(df, Path(args.out))}")
@@ -141,12 +145,21 @@ def _ensemble_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="local Dask worker processes (default: one per core; 0 = serial)")
     p.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://127.0.0.1:8786")
     p.add_argument("--chunk-size", type=int, help="parameter sets per task")
+    p.add_argument("--time-limit", type=float, default=60.0, help="wall-clock limit per subject (s; default 60)")
+    p.add_argument("--resume", action="store_true", help="finish an interrupted run in --out instead of starting anew")
 
 
 def _run_population(args: argparse.Namespace, out: Path | None):
     from analysis.ensemble import run_ensemble
     from analysis.population import sample_population
 
+    from analysis.ensemble import check_engine_options
+
+    check_engine_options(args.workers, args.scheduler, args.chunk_size)
+    if not (math.isfinite(args.days) and args.days > 0):
+        raise ModelError(f"--days must be a positive, finite number, got {args.days}")
+    if not (math.isfinite(args.time_limit) and args.time_limit > 0):
+        raise ModelError(f"--time-limit must be a positive number of seconds, got {args.time_limit}")
     dose = args.dose if args.dose is not None else DEFAULT_SCENARIOS[args.species]["dose"]
     samples = sample_population(
         args.species, args.samples, seed=args.seed, fixed={**DEFAULT_SCENARIOS[args.species], "dose": dose}
@@ -160,14 +173,21 @@ def _run_population(args: argparse.Namespace, out: Path | None):
         scheduler=args.scheduler,
         chunk_size=args.chunk_size,
         out=out,
+        resume=args.resume,
         equilibrate=True,
+        time_limit=args.time_limit,
     )
 
 
 def _report_failures(result, out: Path) -> None:
+    """Write ``failures.csv`` (always, so a clean rerun never leaves a stale one) and say how many failed."""
+    write_csv(result.failures.set_index("sample"), out / "failures.csv")
     if len(result.failures):
-        write_csv(result.failures.set_index("sample"), out / "failures.csv")
-        print(f"{len(result.failures)} parameter set(s) failed; see {out / 'failures.csv'}")
+        reasons = result.failures["error"].str.contains("runaway").sum()
+        print(
+            f"{len(result.failures)} parameter set(s) failed ({reasons} without a physiological drug-free state); "
+            f"see {out / 'failures.csv'}"
+        )
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
@@ -176,8 +196,8 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     result = _run_population(args, out)
     _report_failures(result, out)
     print(
-        f"{result.n_ok} simulations written to {out}/part-*.parquet (samples.parquet, failures.parquet); "
-        f"{result.timing['simulate_s']:.2f} s"
+        f"{result.n_ok} simulations written to {out} (run {result.run_id}; read with "
+        f"analysis.ensemble.read_ensemble); {result.timing['simulate_s']:.2f} s"
     )
     return 0
 
@@ -234,11 +254,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(RESULTS))
     p.set_defaults(func=cmd_run)
     args = parser.parse_args(argv)
+    t0 = time.perf_counter()
     try:
-        return args.func(args)
+        code = args.func(args)
     except (ModelError, SimulationError, BuildError, TableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # output under a file, unwritable folder, full disk ...
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"error: cannot write output{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; completed results are kept, nothing half-written (ensembles: --resume)", file=sys.stderr)
+        return 130
+    if args.command not in ("build",):
+        print(f"wall time {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

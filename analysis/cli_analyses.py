@@ -111,7 +111,7 @@ def cmd_dose_response(args: argparse.Namespace) -> int:
     from analysis.analysis_plots import plot_dose_response, save_figure
 
     lo, hi = D.DOSE_RANGES[args.species]
-    doses = D.log_doses(args.min_dose if args.min_dose is not None else lo, args.max_dose or hi, args.n)
+    doses = D.log_doses(args.min_dose if args.min_dose is not None else lo, args.max_dose if args.max_dose is not None else hi, args.n)
     table = D.dose_response(args.species, doses, readouts=_names(args.readouts))
     out = Path(args.out)
     write_csv(table, out / f"dose_response_{args.species}.csv")

@@ -91,14 +91,27 @@ def _sbml_source(species_or_path: str | Path) -> tuple[str, str]:
     return text, hashlib.sha256(text.encode()).hexdigest()
 
 
+_PRIVATE_FALLBACK: list[Path] = []
+
+
 def private_cache_dir() -> Path:
-    """This user's folder for compiled-model files: created 0700, refused if another user owns it or can write it."""
+    """This user's folder for compiled-model files, private (0700, owned by this user).
+
+    The usual place is ``<tmp>/ketamine-cascade-<uid>``.  If that path exists but is not a private
+    folder of this user (a symlink, another owner, writable by others), it is not used: a fresh
+    ``mkdtemp`` folder of this process is used instead.
+    """
     folder = Path(tempfile.gettempdir()) / f"ketamine-cascade-{os.getuid()}"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    info = os.lstat(folder)
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
-        raise ModelError(f"refusing the model cache {folder}: not a private folder owned by this user")
-    return folder
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = os.lstat(folder)
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077:
+            return folder
+    except OSError:
+        pass
+    if not _PRIVATE_FALLBACK:
+        _PRIVATE_FALLBACK.append(Path(tempfile.mkdtemp(prefix="ketamine-cascade-")))
+    return _PRIVATE_FALLBACK[0]
 
 
 def _worker_model(sbml_text: str, digest: str) -> CascadeModel:

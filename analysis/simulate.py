@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from analysis.model import OBSERVABLES, load_model
+from analysis.model import OBSERVABLES, ModelError, load_model
 
 #: Default scenarios of the main job: species -> inputs.
 DEFAULT_SCENARIOS = {
@@ -21,8 +22,8 @@ def time_grid(
     t_end: float = 7 * DAY, dense_until: float = 6 * 3600.0, dt_dense: float = 60.0, n_sparse: int = 400
 ) -> np.ndarray:
     """Output times (s): every ``dt_dense`` s up to ``dense_until``, then ``n_sparse`` points to ``t_end``."""
-    if t_end <= 0:
-        raise ValueError(f"t_end must be positive, got {t_end}")
+    if not (isinstance(t_end, (int, float)) and math.isfinite(t_end) and t_end > 0):
+        raise ModelError(f"the simulated time must be a positive, finite number of seconds, got {t_end!r}")
     dense = np.arange(0.0, min(dense_until, t_end), dt_dense)
     sparse = np.linspace(min(dense_until, t_end), t_end, n_sparse)
     return np.unique(np.concatenate([dense, sparse]))

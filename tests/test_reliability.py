@@ -1,0 +1,253 @@
+"""Reliability: no silently wrong results, ensemble folders that survive faults, clear CLI errors.
+
+Every case uses the real thing: real CLI processes, a real LocalCluster whose workers are killed by pid,
+real files planted in the model cache, real runaway subjects.
+"""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import ensemble as E
+from analysis import store
+from analysis.errors import DrugFreeStateError, ModelError
+from analysis.model import NotAtSteadyStateWarning, load_model
+from analysis.paths import ROOT, sbml_path
+from analysis.population import percentile_bands, sample_population
+
+T = np.linspace(0, 86400, 25)
+OBS = ["ketamine_brain", "glutamate_rel", "spine_density_rel"]
+
+
+def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "analysis.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
+
+
+def _one_line_error(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode != 0, proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+# -- silently wrong results ----------------------------------------------------------------------
+def test_runaway_subject_is_a_failure_not_no_effect():
+    model = load_model("rat")
+    check = model.drug_free_state({"mg_ext": 0.7})
+    assert not check.ok and check.rate_pyr > 40 and "runaway" in check.reason
+    with pytest.raises(DrugFreeStateError, match="runaway"):
+        model.simulate(T, {"mg_ext": 0.7, "dose": 10}, OBS)  # default: equilibrates because physiology changed
+    with warnings.catch_warnings(record=True) as caught:  # forced plain run: warned, never silently flat
+        warnings.simplefilter("always")
+        df = model.simulate(T, {"mg_ext": 0.7, "dose": 10}, ["rate_pyr"], equilibrate=False)
+    assert any(issubclass(w.category, NotAtSteadyStateWarning) for w in caught)
+    assert df["rate_pyr"].max() > 40  # and the run shows the runaway
+
+
+def test_drug_free_state_checks_pass_at_the_shipped_operating_point():
+    for species in ("rat", "human"):
+        check = load_model(species).drug_free_state({})
+        assert check.ok, check.reason
+        assert check.max_relative_rate < 1e-9 and check.max_eigenvalue <= 1e-10  # 0: neutral infusion reservoir
+        assert 0 < check.rate_pyr < 20 and 0 < check.rate_int < 80
+
+
+def test_runaway_subject_in_a_population_is_reported_and_left_out_of_the_bands():
+    samples = sample_population("rat", 6, seed=2, parameters=["koff_ket"], fixed={"dose": 10.0})
+    samples["mg_ext"] = 1.0
+    samples.loc[3, "mg_ext"] = 0.7  # this subject runs away drug-free
+    res = E.run_ensemble(samples, "rat", T, OBS, workers=0, progress=False)
+    assert list(res.failures["sample"]) == [3] and "runaway" in res.failures.loc[0, "error"]
+    assert 3 not in res.data.index.get_level_values("sample") and res.n_ok == 5
+    bands = percentile_bands(res)
+    assert bands["glutamate_rel"].max() > 1.05  # the others show the drug effect
+
+
+@pytest.mark.parametrize("bad", [[0.0, np.nan, 2.0], [0.0, 1.0, np.inf], [np.nan, 1.0], [0.0, 2.0, 1.0]])
+def test_non_finite_or_unordered_times_are_rejected(bad):
+    model = load_model("rat")
+    with pytest.raises(ModelError, match="times"):
+        model.simulate(bad)
+    with pytest.raises(ModelError, match="times"):
+        E.run_ensemble(pd.DataFrame({"dose": [1.0]}), "rat", bad, OBS, workers=0, progress=False)
+
+
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["simulate", "--t-end-h", "nan"], "positive, finite"),
+        (["simulate", "--t-end-h", "0"], "positive, finite"),
+        (["simulate", "--dose", "5", "--set", "dose=1e3"], "dose is given twice"),
+        (["simulate", "--set", "nope=1"], "unknown parameter"),
+        (["simulate", "--dose", "-1"], "dose"),
+        (["ensemble", "--samples", "3", "--days", "nan", "--out", "OUT"], "--days"),
+        (["ensemble", "--samples", "3", "--chunk-size", "-1", "--out", "OUT"], "chunk_size"),
+        (["ensemble", "--samples", "3", "--workers", "-1", "--out", "OUT"], "workers must be >= 0"),
+        (["ensemble", "--samples", "3", "--scheduler", "notanaddress", "--out", "OUT"], "scheduler must be"),
+        (["dose-response", "--max-dose", "0", "--out", "OUT"], "positive"),
+        (["simulate", "--out", "FILE/x.csv"], "cannot write output"),
+    ],
+)
+def test_cli_errors_are_one_line_without_traceback(tmp_path, args, match):
+    (tmp_path / "file").write_text("a file, not a folder")
+    args = [a.replace("OUT", str(tmp_path / "out")).replace("FILE", str(tmp_path / "file")) for a in args]
+    line = _one_line_error(_cli(*args))
+    assert match in line
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.parquet"))
+
+
+def test_unreachable_scheduler_is_a_clear_error_quickly(tmp_path):
+    t0 = time.perf_counter()
+    line = _one_line_error(
+        _cli("ensemble", "--samples", "2", "--scheduler", "tcp://127.0.0.1:9", "--out", str(tmp_path / "e"))
+    )
+    assert "cannot reach the Dask scheduler" in line and time.perf_counter() - t0 < 40
+
+
+# -- ensemble folders that survive faults ------------------------------------------------------------
+def _population(n: int) -> pd.DataFrame:
+    return sample_population("rat", n, seed=5, parameters=["koff_ket", "k_sp_translation"], fixed={"dose": 10.0})
+
+
+def test_interrupted_run_is_refused_by_reader_and_finished_by_resume(tmp_path):
+    samples = _population(10)
+    full = E.run_ensemble(samples, "rat", T, OBS, workers=0, progress=False)
+    # a run interrupted after 2 of 5 chunks: written by the store exactly as run_ensemble writes them
+    text, digest = E._sbml_source("rat")
+    table = E.check_samples(samples, load_model("rat"))
+    spec = {"n_samples": 10, "chunk_size": 2, "n_chunks": 5, "model_sha256": digest, "observables": OBS,
+            "equilibrate": None}  # fmt: skip
+    spec["spec_sha256"] = store.spec_digest(table, T, OBS, digest, spec)
+    writer = store.begin_run(tmp_path, spec, resume=False)
+    for i in (0, 1):
+        values, ok, failed = E.run_chunk(text, digest, table.iloc[2 * i : 2 * i + 2], T, OBS, None)
+        writer.write_chunk(i, E._tidy(values, ok, T, OBS, "sample"), E._failure_frame(table, failed))
+    with pytest.raises(store.IncompleteEnsemble, match="2 of 5 chunks"):
+        E.read_ensemble(tmp_path)
+    res = E.run_ensemble(samples, "rat", T, OBS, workers=0, chunk_size=2, out=tmp_path, resume=True, progress=False)
+    assert res.run_id == writer.run_id  # the interrupted run was finished, not restarted
+    pd.testing.assert_frame_equal(E.read_ensemble(tmp_path), full.data, check_exact=True)
+
+
+def test_rerun_replaces_results_only_when_finished_and_removes_stale_parts(tmp_path):
+    first = E.run_ensemble(_population(4), "rat", T, OBS, workers=0, out=tmp_path, progress=False)
+    (tmp_path / "part-00000.parquet").write_bytes(b"stale part of the old flat layout")
+    before = E.read_ensemble(tmp_path)
+    with pytest.raises(E.EngineError):  # a run that cannot start destroys nothing
+        E.run_ensemble(_population(6), "rat", T, OBS, scheduler="tcp://127.0.0.1:9", out=tmp_path, progress=False)
+    pd.testing.assert_frame_equal(E.read_ensemble(tmp_path), before)
+    second = E.run_ensemble(_population(6), "rat", T, OBS, workers=0, out=tmp_path, progress=False)
+    assert E.read_ensemble(tmp_path).index.get_level_values(0).nunique() == 6
+    assert not (tmp_path / f"run-{first.run_id}").exists() and (tmp_path / f"run-{second.run_id}").exists()
+    assert not (tmp_path / "part-00000.parquet").exists()
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["run_id"] == second.run_id and manifest["n_ok"] == 6 and manifest["complete"]
+
+
+def test_planted_cache_file_is_not_trusted(tmp_path):
+    text, digest = E._sbml_source("rat")
+    E._WORKER_MODELS.pop(digest, None)
+    planted = E.private_cache_dir() / f"{digest}.xml"
+    planted.write_text(sbml_path("human").read_text())  # the human model under the rat model's hash
+    values, ok, failed = E.run_chunk(text, digest, pd.DataFrame({"dose": [10.0]}), T, OBS, None)
+    assert not failed and E._WORKER_MODELS[digest].model_id.endswith("rat")
+    np.testing.assert_array_equal(values[0], load_model("rat").simulate_array(T, {"dose": 10.0}, OBS))
+    assert hashlib.sha256(planted.read_bytes()).hexdigest() == digest  # replaced by the verified text
+
+
+def test_cache_folder_that_is_not_private_is_not_used(monkeypatch, tmp_path):
+    monkeypatch.setattr(E.tempfile, "gettempdir", lambda: str(tmp_path))
+    E._PRIVATE_FALLBACK.clear()
+    shared = tmp_path / f"ketamine-cascade-{os.getuid()}"
+    shared.mkdir(mode=0o777)
+    os.chmod(shared, 0o777)
+    folder = E.private_cache_dir()
+    assert folder != shared and (os.stat(folder).st_mode & 0o077) == 0
+    E._PRIVATE_FALLBACK.clear()
+
+
+def test_corrupted_model_text_and_time_limit_become_failure_rows():
+    text, digest = E._sbml_source("rat")
+    E._WORKER_MODELS.pop(digest, None)
+    _, ok, failed = E.run_chunk(text + " ", digest, pd.DataFrame({"dose": [1.0, 2.0]}), T, OBS, None)
+    assert len(ok) == 0 and len(failed) == 2 and "SHA-256" in failed[0][1]
+    res = E.run_ensemble(pd.DataFrame({"dose": [1.0, 2.0]}), "rat", T, OBS, workers=0, time_limit=1e-9,
+                         progress=False)  # fmt: skip
+    assert res.n_ok == 0 and res.failures["error"].str.contains("time limit").all()
+
+
+def test_workers_killed_mid_run_lose_nothing(tmp_path):
+    from dask.distributed import Client, LocalCluster
+
+    samples = _population(240)
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        client.wait_for_workers(2)
+        out = tmp_path / "ens"
+        result = {}
+        runner = threading.Thread(
+            target=lambda: result.update(
+                res=E.run_ensemble(samples, "rat", T, OBS, client=client, chunk_size=4, out=out, progress=False)
+            )
+        )
+        runner.start()
+        deadline = time.time() + 120
+        while not list(out.glob("run-*/fail-*.parquet")) and time.time() < deadline:
+            time.sleep(0.02)
+        pids = client.run(os.getpid)
+        for pid in pids.values():  # both workers at once
+            os.kill(pid, signal.SIGKILL)
+        runner.join(timeout=300)
+        assert not runner.is_alive()
+    res = result["res"]
+    assert res.n_ok + len(res.failures) == len(samples)
+    data = E.read_ensemble(out)
+    serial = E.run_ensemble(samples.iloc[::40], "rat", T, OBS, workers=0, progress=False).data
+    for sid in serial.index.get_level_values(0).unique():
+        if sid in data.index.get_level_values(0):
+            np.testing.assert_array_equal(data.loc[sid].values, serial.loc[sid].values)
+    assert res.n_ok >= len(samples) - 16  # at most the chunks that were on the killed workers may fail
+
+
+def test_concurrent_cli_runs_and_sigint_keep_the_previous_results(tmp_path):
+    out = tmp_path / "ens"
+    ok = _cli("ensemble", "--samples", "4", "--workers", "0", "--days", "1", "--out", str(out))
+    assert ok.returncode == 0, ok.stderr
+    before = E.read_ensemble(out)
+    big = subprocess.Popen(
+        [sys.executable, "-m", "analysis.cli", "ensemble", "--samples", "5000", "--workers", "0", "--out", str(out)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while len(list(out.glob("run-*"))) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        second = _cli("ensemble", "--samples", "4", "--workers", "0", "--days", "1", "--out", str(out))
+        assert "another ensemble run" in _one_line_error(second)
+        big.send_signal(signal.SIGINT)
+        _, err = big.communicate(timeout=60)
+    finally:
+        if big.poll() is None:
+            big.kill()
+    assert big.returncode == 130 and "Traceback" not in err and "interrupted" in err
+    with pytest.warns(UserWarning, match="interrupted"):
+        after = E.read_ensemble(out)
+    pd.testing.assert_frame_equal(after, before)
+    assert not list(out.rglob(".*.parquet"))  # nothing half-written
