@@ -329,3 +329,48 @@ def plot_convergence(convergence: pd.DataFrame, readout: str, title: str = "", t
             ax.legend(fontsize=6)
         fig.suptitle(title or f"Convergence: {readout}")
         return fig
+
+
+def plot_continuation(scans: Mapping[str, pd.DataFrame], units: Mapping[str, str] | None = None) -> plt.Figure:
+    """Drug-free pyramidal rate along continuation scans (one panel per parameter): the physiological branch
+    (filled) and where it is lost (open, red); the plausible range shaded, the table value dashed."""
+    units = units or {}
+    with plt.rc_context(STYLE):
+        n = len(scans)
+        ncol = min(2, n)
+        nrow = int(np.ceil(n / ncol))
+        fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.0 * nrow), constrained_layout=True, squeeze=False)
+        for ax, (p, scan) in zip(axes.flat, scans.items(), strict=False):
+            ok = scan["ok"].values.astype(bool)
+            x = scan.index.values.astype(float)
+            ax.axvspan(scan.attrs["lower"], scan.attrs["upper"], color="0.9", label="plausible range")
+            ax.axvline(scan.attrs["value"], color="k", ls="--", lw=0.8, label="table value")
+            ax.plot(x[ok], scan["rate_pyr"].values[ok], "o", ms=3, color="#2471a3", label="physiological state")
+            ax.plot(
+                x[~ok], scan["rate_pyr"].values[~ok], "o", ms=3, mfc="none", color="#c0392b", label="runaway / unstable"
+            )
+            ax.set_yscale("log")
+            ax.set_xlabel(f"{p} ({units.get(p, 'model unit')})")
+            ax.set_ylabel("drug-free rate_pyr (Hz)")
+        for ax in list(axes.flat)[n:]:
+            ax.set_visible(False)
+        axes.flat[0].legend(fontsize=6, loc="lower left")
+        fig.suptitle("Continuation of the drug-free operating point")
+        return fig
+
+
+def plot_range_ends(table: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Drug-free pyramidal rate with each parameter alone at its range ends (red: no physiological state)."""
+    with plt.rc_context(STYLE):
+        params = list(dict.fromkeys(table.index.get_level_values(0)))
+        fig, ax = plt.subplots(figsize=(6.5, 0.16 * len(params) + 1.4), constrained_layout=True)
+        y = np.arange(len(params))[::-1]
+        for yi, p in zip(y, params, strict=True):
+            for end, marker in (("lower", "<"), ("upper", ">")):
+                row = table.loc[(p, end)]
+                ax.plot(row["rate_pyr"], yi, marker, ms=4, color="#2471a3" if row["ok"] else "#c0392b")
+        ax.set_yticks(y, params, fontsize=5)
+        ax.set_xscale("log")
+        ax.set_xlabel("drug-free rate_pyr (Hz); < lower end, > upper end; red = no physiological state")
+        ax.set_title(title or "Each parameter alone at its range ends")
+        return fig

@@ -150,10 +150,8 @@ def _ensemble_args(p: argparse.ArgumentParser) -> None:
 
 
 def _run_population(args: argparse.Namespace, out: Path | None):
-    from analysis.ensemble import run_ensemble
+    from analysis.ensemble import check_engine_options, run_ensemble
     from analysis.population import sample_population
-
-    from analysis.ensemble import check_engine_options
 
     check_engine_options(args.workers, args.scheduler, args.chunk_size)
     if not (math.isfinite(args.days) and args.days > 0):

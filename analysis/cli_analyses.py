@@ -111,7 +111,9 @@ def cmd_dose_response(args: argparse.Namespace) -> int:
     from analysis.analysis_plots import plot_dose_response, save_figure
 
     lo, hi = D.DOSE_RANGES[args.species]
-    doses = D.log_doses(args.min_dose if args.min_dose is not None else lo, args.max_dose if args.max_dose is not None else hi, args.n)
+    doses = D.log_doses(
+        args.min_dose if args.min_dose is not None else lo, args.max_dose if args.max_dose is not None else hi, args.n
+    )
     table = D.dose_response(args.species, doses, readouts=_names(args.readouts))
     out = Path(args.out)
     write_csv(table, out / f"dose_response_{args.species}.csv")
@@ -172,6 +174,43 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_robustness(args: argparse.Namespace) -> int:
+    """Drug-free operating point over the plausible ranges: range ends, joint box, continuation scans."""
+    from analysis import robustness as R
+    from analysis.analysis_plots import plot_continuation, plot_range_ends, save_figure
+    from analysis.tables import read_parameters
+
+    if args.samples < 1:
+        raise ModelError(f"--samples must be >= 1, got {args.samples}")
+    out = Path(args.out)
+    ends = R.range_ends(args.species)
+    write_csv(ends, out / "range_ends.csv")
+    save_figure(plot_range_ends(ends, f"{args.species}: each parameter alone at its range ends"), out / "range_ends")
+    box = R.joint_box(args.species, args.samples, seed=args.seed)
+    write_csv(box, out / "joint_box.csv")
+    units = {k: p.unit for k, p in read_parameters(args.species).items()}
+    scans = {p: R.continuation(args.species, p) for p in (_names(args.continuation) or R.CONTINUATION_DEFAULT)}
+    for p, scan in scans.items():
+        write_csv(scan, out / f"continuation_{p}.csv")
+    save_figure(plot_continuation(scans, units), out / "continuation")
+    bad_ends = ends[~ends["ok"]]
+    print(
+        f"range ends: {len(bad_ends)} of {len(ends)} without a physiological drug-free state "
+        f"({', '.join(f'{p} {e}' for p, e in bad_ends.index) or 'none'})"
+    )
+    print(
+        f"joint box ({args.samples} sets, log-uniform): {int((~box['ok']).sum())} without a physiological state "
+        f"({100 * (~box['ok']).mean():.1f} %); largest eigenvalue among the others "
+        f"{box.loc[box['ok'], 'max_eigenvalue'].max():.3g} /s"
+    )
+    for p, scan in scans.items():
+        lo, hi = R.branch_end(scan)
+        print(f"continuation {p}: physiological branch ends at {lo} (below) / {hi} (above); "
+              f"range {scan.attrs['lower']:g} to {scan.attrs['upper']:g}")  # fmt: skip
+    print(f"-> {out}/")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the analysis subcommands to ``subparsers`` (of the ``ketamine-cascade`` parser)."""
     p = subparsers.add_parser("sensitivity", help="local or global (Morris, Sobol) sensitivity analysis")
@@ -219,6 +258,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--readouts", help="comma-separated readout names (default: all)")
     p.add_argument("--out", default=str(RESULTS / "interventions"))
     p.set_defaults(func=cmd_interventions)
+
+    p = subparsers.add_parser(
+        "robustness",
+        help="drug-free operating point over the plausible ranges (range ends, joint box, continuation); "
+        "~15 s on 2 cores",
+    )
+    p.add_argument("--species", choices=SPECIES, default="rat")
+    p.add_argument("--samples", type=int, default=1000, help="jointly sampled parameter sets (log-uniform)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--continuation", help="comma-separated parameters to follow (default: " + ",".join(
+        ("mg_ext", "e_gaba", "v_rest_pyr", "g_ampa_pyr")) + ")")  # fmt: skip
+    p.add_argument("--out", default=str(RESULTS / "robustness"))
+    p.set_defaults(func=cmd_robustness)
 
     p = subparsers.add_parser("scan", help="1-D or 2-D parameter scan over the plausible bounds")
     p.add_argument("--species", choices=SPECIES, default="rat")

@@ -141,6 +141,7 @@ class CascadeModel:
         # state layout and tolerances once, at load, so that every simulation of this model starts alike
         self._space: steady_state.StateSpace | None = steady_state.state_space(self.rr)
         steady_state.fix_tolerances(self.rr)
+        self._drug_only: frozenset[str] | None = None
 
     # -- inputs ---------------------------------------------------------------
     def check_parameters(self, values: Mapping[str, object]) -> dict[str, float]:
@@ -204,9 +205,10 @@ class CascadeModel:
             clock restarts at 0 from that state, the dose is given at ``t_dose``, and every ``*_rel``
             observable is re-expressed relative to the new drug-free state (its value at t = 0).
             A set with no physiological, stable drug-free state raises :class:`DrugFreeStateError`.
-            ``None`` (default) equilibrates exactly when a non-input parameter differs from its
-            shipped value.  ``False`` with changed physiology warns (:class:`NotAtSteadyStateWarning`)
-            if the start is not steady.
+            ``None`` (default) equilibrates exactly when the parameters change the drug-free physiology
+            (:meth:`changes_physiology`: a parameter other than the inputs and the drug-only ones).
+            ``False`` with changed physiology warns (:class:`NotAtSteadyStateWarning`) if the start is
+            not steady.
         time_limit:
             Wall-clock limit (s).  The run is then integrated in :data:`TIME_LIMIT_SEGMENTS` pieces and
             the clock is checked between them; past the limit it raises :class:`SimulationTimeout`.
@@ -243,7 +245,7 @@ class CascadeModel:
                 data = self._simulate_equilibrated(times, params, selections, deadline)
             else:
                 self.apply(params)
-                if self._changed - INPUTS:
+                if self._changed - INPUTS - self.drug_only_parameters:
                     self._warn_if_not_steady(params)
                 data = self._integrate(times, selections, deadline, params)
         except (ModelError, SimulationError):
@@ -258,10 +260,21 @@ class CascadeModel:
         return data
 
     def changes_physiology(self, parameters: Mapping[str, object]) -> bool:
-        """True if a non-input parameter differs from its shipped value (the shipped state is then not steady)."""
-        return any(
-            p not in INPUTS and p in self.defaults and float(v) != self.defaults[p] for p, v in parameters.items()
-        )
+        """True if a parameter that enters the drug-free dynamics differs from its shipped value (the shipped
+        state is then not its steady state).  Inputs (:data:`INPUTS`) and drug-only parameters
+        (:attr:`drug_only_parameters`: ketamine kinetics and PK) never change the drug-free physiology."""
+        changed = [
+            p for p, v in parameters.items() if p not in INPUTS and p in self.defaults and float(v) != self.defaults[p]
+        ]
+        return bool(changed) and not set(changed) <= self.drug_only_parameters
+
+    @property
+    def drug_only_parameters(self) -> frozenset[str]:
+        """Parameters that do not enter the drug-free dynamics (found once per model by perturbation, ~50 ms)."""
+        if self._drug_only is None:
+            candidates = [p for p in self.parameters if p not in INPUTS]
+            self._drug_only = steady_state.drug_only_parameters(self.rr, self._space, candidates, self.defaults)
+        return self._drug_only
 
     def _state_space(self) -> steady_state.StateSpace:
         if self._space is None:

@@ -108,8 +108,13 @@ def percentile_bands(
         data = result
     if data is None or data.empty:
         raise ModelError("no successful simulations to summarise")
-    q = np.asarray(percentiles, dtype=float) / 100.0
-    bands = data.groupby(level="time").quantile(q)
-    bands.index = bands.index.set_names(["time", "percentile"])
-    bands.index = bands.index.set_levels(bands.index.levels[1] * 100.0, level="percentile")
-    return bands
+    pct = np.asarray(percentiles, dtype=float)
+    data = data.sort_index()
+    times = data.index.get_level_values("time").unique().sort_values()
+    n_samples = data.index.get_level_values(0).nunique()
+    if n_samples * len(times) != len(data):
+        raise ModelError("every sample must have the same output times to compute percentile bands")
+    cube = data.to_numpy(dtype=float).reshape(n_samples, len(times), data.shape[1])  # sample x time x observable
+    q = np.percentile(cube, pct, axis=0)  # percentile x time x observable (linear interpolation, as pandas)
+    index = pd.MultiIndex.from_product([times.values, pct], names=["time", "percentile"])
+    return pd.DataFrame(q.transpose(1, 0, 2).reshape(-1, data.shape[1]), index=index, columns=data.columns)

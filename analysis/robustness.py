@@ -1,0 +1,172 @@
+"""Robustness of the drug-free operating point over the parameter table's plausible ranges.
+
+Three analyses, all on the checks of :mod:`analysis.steady_state` (converged, Jacobian-stable,
+physiological firing):
+
+* :func:`range_ends` - every parameter alone at the lower and the upper end of its range;
+* :func:`joint_box` - all chosen parameters drawn together, log-uniformly inside their ranges
+  (uniformly where a range includes values <= 0);
+* :func:`continuation` - natural-parameter continuation of the physiological (low-activity) branch: the
+  parameter is stepped away from its table value and each steady state is found by integrating from the
+  previous one, so the branch is followed until it ends (a saddle-node, where the state jumps to the
+  runaway branch) or loses stability.
+
+CLI: ``ketamine-cascade robustness --species rat --samples 1000 --out results/robustness``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from analysis import steady_state
+from analysis.model import INPUTS, CascadeModel
+from analysis.sensitivity import as_model, parameter_bounds
+from analysis.tables import read_parameters
+
+#: Parameters a continuation scan follows by default: the ones the model-v2 issue names as most sensitive.
+CONTINUATION_DEFAULT = ("mg_ext", "e_gaba", "v_rest_pyr", "g_ampa_pyr")
+COLUMNS = ["ok", "rate_pyr", "rate_int", "max_eigenvalue", "max_relative_rate", "reason"]
+
+
+def survey_parameters(species: str, evidence: Sequence[str] = ("measured", "derived")) -> list[str]:
+    """Parameters with a non-degenerate plausible range and the given evidence, except inputs and
+    the drug-only ones (which cannot move the drug-free state)."""
+    from analysis.model import load_model
+
+    model = load_model(species)
+    skip = set(INPUTS) | model.drug_only_parameters
+    return [
+        pid
+        for pid, p in read_parameters(species).items()
+        if pid in model.defaults and pid not in skip and p.lower < p.upper and p.evidence in evidence
+    ]
+
+
+def _row(model: CascadeModel, params: dict[str, float]) -> dict:
+    c = model.drug_free_state(params)
+    return {
+        "ok": c.ok,
+        "rate_pyr": c.rate_pyr,
+        "rate_int": c.rate_int,
+        "max_eigenvalue": c.max_eigenvalue,
+        "max_relative_rate": c.max_relative_rate,
+        "reason": c.reason,
+    }
+
+
+def range_ends(
+    model: CascadeModel | str, parameters: Sequence[str] | None = None, progress: bool = True
+) -> pd.DataFrame:
+    """Each parameter alone at the lower and upper end of its plausible range (others at their values).
+
+    Returns a DataFrame indexed by (parameter, end) with the parameter's value and the checks of the
+    drug-free state (``ok``, rates in Hz, largest eigenvalue in 1/s, the reason when it failed).
+    """
+    m = as_model(model)
+    ids = survey_parameters(m.species) if parameters is None else list(parameters)
+    bounds = parameter_bounds(m.species, ids)
+    rows = {}
+    for p in tqdm(ids, desc="range ends", unit="parameter", disable=not progress):
+        for end in ("lower", "upper"):
+            x = float(bounds.loc[p, end])
+            rows[(p, end)] = {"value": x, **_row(m, {p: x})}
+    m.apply({})
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df.index = pd.MultiIndex.from_tuples(df.index, names=["parameter", "end"])
+    return df
+
+
+def sample_box(species: str, n: int, seed: int = 0, parameters: Sequence[str] | None = None) -> pd.DataFrame:
+    """``n`` parameter sets drawn jointly and independently inside the plausible ranges: log-uniform for
+    positive ranges, uniform where a range includes values <= 0.  Seeded."""
+    ids = survey_parameters(species) if parameters is None else list(parameters)
+    bounds = parameter_bounds(species, ids)
+    rng = np.random.default_rng(seed)
+    data = {}
+    for p in ids:
+        lo, hi = float(bounds.loc[p, "lower"]), float(bounds.loc[p, "upper"])
+        u = rng.uniform(size=n)
+        data[p] = np.exp(np.log(lo) + u * (np.log(hi) - np.log(lo))) if lo > 0 else lo + u * (hi - lo)
+    return pd.DataFrame(data, index=pd.RangeIndex(n, name="sample"))
+
+
+def joint_box(
+    model: CascadeModel | str,
+    n: int = 1000,
+    seed: int = 0,
+    parameters: Sequence[str] | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """The checks of the drug-free state for ``n`` jointly sampled parameter sets (:func:`sample_box`).
+
+    Returns the samples with the check columns appended (one row per set).
+    """
+    m = as_model(model)
+    samples = sample_box(m.species, n, seed, parameters)
+    rows = [
+        _row(m, row.to_dict()) for _, row in tqdm(samples.iterrows(), total=n, desc="joint box", disable=not progress)
+    ]
+    m.apply({})
+    return pd.concat([samples, pd.DataFrame(rows, index=samples.index)], axis=1)
+
+
+def continuation(
+    model: CascadeModel | str, parameter: str, n: int = 41, span: tuple[float, float] | None = None
+) -> pd.DataFrame:
+    """Follow the physiological drug-free branch as ``parameter`` moves from its table value to each end.
+
+    ``span`` defaults to the plausible range widened by half its width on each side (so a branch that
+    ends just outside the range is seen).  Each step starts from the previous steady state and integrates
+    drug-free for :data:`analysis.steady_state.EQUILIBRATION_TIME`; a jump of the rates is where the branch
+    ends.  Returns a DataFrame indexed by the parameter value with the check columns and ``branch``
+    ('low' on the physiological branch, 'runaway' otherwise), sorted by value.
+    """
+    m = as_model(model)
+    b = parameter_bounds(m.species, [parameter]).loc[parameter]
+    x0 = m.defaults[parameter]
+    if span is None:
+        width = float(b["upper"] - b["lower"])
+        lo, hi = float(b["lower"]) - width / 2, float(b["upper"]) + width / 2
+        if b["lower"] > 0:
+            lo = max(lo, float(b["lower"]) / 2)
+    else:
+        lo, hi = span
+    rows = {}
+    space = m._state_space()
+    for target in (lo, hi):
+        m.apply({"t_dose": 1e30})  # from the shipped state, dose disarmed
+        for x in np.linspace(x0, target, max(2, n // 2 + 1)):
+            m.rr[parameter] = float(x)
+            c = steady_state.equilibrate(m.rr, space)
+            rows[float(x)] = {
+                "ok": c.ok,
+                "rate_pyr": c.rate_pyr,
+                "rate_int": c.rate_int,
+                "max_eigenvalue": c.max_eigenvalue,
+                "max_relative_rate": c.max_relative_rate,
+                "reason": c.reason,
+            }
+    m.rr[parameter] = x0
+    m.apply({})
+    df = pd.DataFrame.from_dict(rows, orient="index").sort_index().rename_axis(parameter)
+    df["branch"] = np.where(df["rate_pyr"] <= steady_state.MAX_RATE["rate_pyr"], "low", "runaway")
+    df.attrs.update(lower=float(b["lower"]), upper=float(b["upper"]), value=x0)
+    return df
+
+
+def branch_end(scan: pd.DataFrame) -> tuple[float | None, float | None]:
+    """The parameter values (below and above the table value) where the physiological branch ends in a
+    continuation scan, or None if it spans the scanned interval on that side."""
+    x0 = scan.attrs.get("value")
+    low = scan[scan.index <= x0]
+    high = scan[scan.index >= x0]
+    below = low.index[~low["ok"].values]
+    above = high.index[~high["ok"].values]
+    return (float(below.max()) if len(below) else None, float(above.min()) if len(above) else None)
+
+
+__all__ = ["branch_end", "continuation", "joint_box", "range_ends", "sample_box", "survey_parameters"]

@@ -1,0 +1,46 @@
+"""Robustness analyses of the drug-free operating point (range ends, joint box, continuation)."""
+
+import numpy as np
+import pandas as pd
+
+from analysis import robustness as R
+from analysis.cli import main
+from analysis.sensitivity import parameter_bounds
+
+
+def test_range_ends_report_each_end_with_consistent_checks():
+    ends = R.range_ends("rat", ["mg_ext", "koff_ket", "e_gaba"], progress=False)
+    assert list(ends.index) == [(p, e) for p in ("mg_ext", "koff_ket", "e_gaba") for e in ("lower", "upper")]
+    assert ((ends["reason"] == "") == ends["ok"]).all()
+    assert (ends.loc[ends["ok"], "rate_pyr"] <= 20).all()
+    assert ends.loc[("koff_ket", "lower"), "ok"]  # a drug-only parameter cannot break the drug-free state
+    assert ends.loc[("mg_ext", "upper"), "ok"]
+
+
+def test_joint_box_is_log_uniform_inside_the_ranges():
+    params = R.survey_parameters("rat")
+    assert "koff_ket" not in params and "dose" not in params and "mg_ext" in params
+    box = R.sample_box("rat", 400, seed=1, parameters=["mg_ext", "k_nmda_open_pyr"])
+    b = parameter_bounds("rat", ["mg_ext", "k_nmda_open_pyr"])
+    for p in box:
+        assert box[p].between(b.loc[p, "lower"], b.loc[p, "upper"]).all()
+        u = (np.log(box[p]) - np.log(b.loc[p, "lower"])) / np.log(b.loc[p, "upper"] / b.loc[p, "lower"])
+        assert abs(u.mean() - 0.5) < 0.05  # uniform in log space
+    pd.testing.assert_frame_equal(box, R.sample_box("rat", 400, seed=1, parameters=["mg_ext", "k_nmda_open_pyr"]))
+    res = R.joint_box("rat", 20, seed=1, progress=False)
+    assert len(res) == 20 and {"ok", "rate_pyr", "max_eigenvalue", "reason"} <= set(res.columns)
+
+
+def test_continuation_follows_the_physiological_branch_until_it_ends():
+    scan = R.continuation("rat", "mg_ext", n=21)
+    assert scan.loc[1.0, "ok"] and scan.loc[1.0, "rate_pyr"] < 5  # the table value is on the branch
+    lo, hi = R.branch_end(scan)
+    if lo is not None:  # past the end of the branch the circuit runs away
+        assert (scan.loc[scan.index <= lo, "branch"] == "runaway").all()
+    assert (scan.loc[scan["ok"], "rate_pyr"] <= 20).all()
+
+
+def test_cli_robustness_writes_tables_and_figures(tmp_path):
+    assert main(["robustness", "--samples", "10", "--continuation", "mg_ext", "--out", str(tmp_path)]) == 0
+    for name in ("range_ends.csv", "joint_box.csv", "continuation_mg_ext.csv", "continuation.png", "range_ends.png"):
+        assert (tmp_path / name).stat().st_size > 0
