@@ -237,18 +237,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--strict", action="store_true", help="exit 1 if any target fails")
     p.set_defaults(func=cmd_validate)
-    p = sub.add_parser("ensemble", help="simulate N sampled parameter sets on Dask; Parquet output")
+    p = sub.add_parser(
+        "ensemble",
+        help="simulate N sampled parameter sets on Dask; Parquet output "
+        "(2 cores: ~5 s start-up + ~1 s per 100 subjects, 7 days)",
+    )
     _ensemble_args(p)
     p.add_argument("--out", required=True, help="output folder (Parquet parts)")
     p.set_defaults(func=cmd_ensemble)
-    p = sub.add_parser("population", help="virtual population: percentile bands and figure")
+    p = sub.add_parser(
+        "population", help="virtual population: percentile bands and figure (2 cores: ~10 s for 200 subjects)"
+    )
     _ensemble_args(p)
     p.add_argument("--out", default=str(RESULTS / "population"))
     p.set_defaults(func=cmd_population)
     from analysis import cli_analyses
 
     cli_analyses.register(sub)  # sensitivity, dose-response, interventions, scan
-    p = sub.add_parser("run", help="main job: build, simulate defaults, validate, figures")
+    p = sub.add_parser("run", help="main job: build, simulate defaults, validate, figures (~1 min)")
     p.add_argument("--out", default=str(RESULTS))
     p.set_defaults(func=cmd_run)
     args = parser.parse_args(argv)
