@@ -15,3 +15,7 @@ class DrugFreeStateError(SimulationError):
 
 class SimulationTimeout(SimulationError):
     """One simulation exceeded its time limit (a pathological parameter set)."""
+
+
+class RunawayError(SimulationError):
+    """A run ended on the runaway (seizure-like) branch of the circuit instead of a physiological state."""

@@ -26,7 +26,7 @@ import pandas as pd
 import roadrunner
 
 from analysis import steady_state
-from analysis.errors import DrugFreeStateError, ModelError, SimulationError, SimulationTimeout
+from analysis.errors import DrugFreeStateError, ModelError, RunawayError, SimulationError, SimulationTimeout
 from analysis.paths import SPECIES, sbml_path
 from analysis.steady_state import EQUILIBRATION_TIME, StateCheck  # noqa: F401  (re-exported)
 
@@ -38,6 +38,7 @@ __all__ = [
     "ModelError",
     "SimulationError",
     "DrugFreeStateError",
+    "RunawayError",
     "NotAtSteadyStateWarning",
     "load_model",
 ]
@@ -257,7 +258,24 @@ class CascadeModel:
             data[:, rel] /= data[0, rel]
         if not np.all(np.isfinite(data)):
             raise SimulationError(f"non-finite values in the simulation of {self.model_id} with parameters {params}")
+        self._check_end_state(params)
         return data
+
+    def _check_end_state(self, params: Mapping[str, object]) -> None:
+        """Refuse a run that ends on the runaway branch (seizure-like firing) instead of a physiological state.
+
+        A subject can have a physiological drug-free state and still be bistable: the disinhibition of a
+        dose can switch its circuit onto the runaway branch, where it stays after the drug has gone.
+        Only the final state is read (cheap); rates are in Hz.
+        """
+        for name, limit in steady_state.MAX_RATE.items():
+            if name in self._ids:
+                value = float(self.rr[name])
+                if value > limit:
+                    raise RunawayError(
+                        f"{self.model_id} with parameters {dict(params)}: the run ends with {name} = {value:.3g} Hz "
+                        f"(> {limit:g} Hz): the circuit switched to the runaway branch and stayed there"
+                    )
 
     def changes_physiology(self, parameters: Mapping[str, object]) -> bool:
         """True if a parameter that enters the drug-free dynamics differs from its shipped value (the shipped

@@ -20,7 +20,7 @@ import pytest
 
 from analysis import ensemble as E
 from analysis import store
-from analysis.errors import DrugFreeStateError, ModelError
+from analysis.errors import DrugFreeStateError, ModelError, RunawayError
 from analysis.model import NotAtSteadyStateWarning, load_model
 from analysis.paths import ROOT, sbml_path
 from analysis.population import percentile_bands, sample_population
@@ -31,8 +31,9 @@ OBS = ["ketamine_brain", "glutamate_rel", "spine_density_rel"]
 
 def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "analysis.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
-    )
+        [sys.executable, "-m", "analysis.cli", *args], capture_output=True, text=True, encoding="utf-8",
+        errors="replace", timeout=timeout, cwd=ROOT,
+    )  # fmt: skip
 
 
 def _one_line_error(proc: subprocess.CompletedProcess) -> str:
@@ -52,9 +53,19 @@ def test_runaway_subject_is_a_failure_not_no_effect():
         model.simulate(T, {"mg_ext": 0.7, "dose": 10}, OBS)  # default: equilibrates because physiology changed
     with warnings.catch_warnings(record=True) as caught:  # forced plain run: warned, never silently flat
         warnings.simplefilter("always")
-        df = model.simulate(T, {"mg_ext": 0.7, "dose": 10}, ["rate_pyr"], equilibrate=False)
+        with pytest.raises(RunawayError, match="runaway branch"):  # and it ends in the runaway: refused
+            model.simulate(T, {"mg_ext": 0.7, "dose": 10}, ["rate_pyr"], equilibrate=False)
     assert any(issubclass(w.category, NotAtSteadyStateWarning) for w in caught)
-    assert df["rate_pyr"].max() > 40  # and the run shows the runaway
+
+
+def test_dose_that_switches_a_bistable_subject_into_runaway_is_refused():
+    """A subject with a physiological drug-free state can be bistable: the dose's disinhibition switches it to the
+    runaway branch, where it stays.  That run is a failure, never a time course with a 'lasting effect'."""
+    model = load_model("rat")
+    params = {"mg_ext": 0.74, "dose": 10.0}
+    assert model.drug_free_state(params).ok
+    with pytest.raises(RunawayError, match="stayed there"):
+        model.simulate(np.linspace(0, 2 * 86400, 49), params, ["rate_pyr"])
 
 
 def test_drug_free_state_checks_pass_at_the_shipped_operating_point():
@@ -231,7 +242,7 @@ def test_concurrent_cli_runs_and_sigint_keep_the_previous_results(tmp_path):
     before = E.read_ensemble(out)
     big = subprocess.Popen(
         [sys.executable, "-m", "analysis.cli", "ensemble", "--samples", "5000", "--workers", "0", "--out", str(out)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
     )  # fmt: skip
     try:
         deadline = time.time() + 120
