@@ -43,7 +43,7 @@ def raw_loop(
     rr = roadrunner.RoadRunner(path)
     load = time.perf_counter() - t0
     if tolerances:
-        from analysis.steady_state import fix_tolerances
+        from analysis.core.steady_state import fix_tolerances
 
         fix_tolerances(rr)
     defaults = {c: rr[c] for c in sets.columns}
@@ -91,7 +91,7 @@ def copasi_loop(path: str, sets: pd.DataFrame, times: np.ndarray, obs: list[str]
 def engine(species: str, sets: pd.DataFrame, times: np.ndarray, obs: list[str], workers: int) -> dict:
     from dask.distributed import Client, LocalCluster
 
-    from analysis.ensemble import run_ensemble
+    from analysis.engine.ensemble import run_ensemble
 
     with (
         LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
@@ -117,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="also write the numbers to this JSON file")
     args = ap.parse_args(argv)
 
-    from analysis.model import OBSERVABLES
-    from analysis.paths import sbml_path
+    from analysis.core.model import OBSERVABLES
+    from analysis.core.paths import sbml_path
 
     path = str(sbml_path(args.species))
     times = np.arange(0.0, 7 * 86400.0 + 1, 1800.0)

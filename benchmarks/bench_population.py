@@ -38,9 +38,9 @@ PY = sys.executable
 RAW_SCRIPT = textwrap.dedent(
     """
     import sys, numpy as np, roadrunner
-    from analysis.simulate import time_grid, DAY
-    from analysis.model import OBSERVABLES
-    from analysis.paths import sbml_path
+    from analysis.core.simulate import time_grid, DAY
+    from analysis.core.model import OBSERVABLES
+    from analysis.core.paths import sbml_path
     n, days = int(sys.argv[1]), float(sys.argv[2])
     rr = roadrunner.RoadRunner(str(sbml_path("rat")))
     times = time_grid(days * DAY, n_sparse=200)
@@ -55,8 +55,8 @@ RAW_SCRIPT = textwrap.dedent(
 PLAIN_ENGINE_SCRIPT = textwrap.dedent(
     """
     import sys, numpy as np, pandas as pd
-    from analysis.ensemble import run_ensemble
-    from analysis.simulate import time_grid, DAY
+    from analysis.engine.ensemble import run_ensemble
+    from analysis.core.simulate import time_grid, DAY
     n, days = int(sys.argv[1]), float(sys.argv[2])
     rng = np.random.default_rng(0)
     sets = pd.DataFrame({"dose": rng.uniform(5, 15, n)})
@@ -74,8 +74,8 @@ def _timed(cmd: list[str]) -> float:
 
 def equilibrated_cost(n_sets: int = 30) -> dict:
     """Per-set cost of an equilibrated vs a plain 7-day run (same parameters, same model)."""
-    from analysis.model import load_model
-    from analysis.population import sample_population
+    from analysis.core.model import load_model
+    from analysis.engine.population import sample_population
 
     model = load_model("rat")
     times = np.arange(0.0, 7 * 86400.0 + 1, 1800.0)

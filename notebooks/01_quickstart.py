@@ -8,7 +8,7 @@
 import numpy as np
 
 from analysis import OBSERVABLES, load_model, simulate
-from analysis.plots import plot_cascade
+from analysis.plots.cascade import plot_cascade
 
 # %%
 rat = simulate("rat", {"dose": 10.0}, t_end=7 * 86400)  # 10 mg/kg i.p., 7 days

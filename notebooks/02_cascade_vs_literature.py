@@ -8,7 +8,7 @@
 import pandas as pd
 
 from analysis import run_validation, simulate
-from analysis.plots import plot_cascade, plot_validation
+from analysis.plots.cascade import plot_cascade, plot_validation
 
 results = run_validation()
 pd.set_option("display.max_colwidth", 60)

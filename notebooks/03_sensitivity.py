@@ -3,15 +3,15 @@
 #
 # Local sensitivities are scaled, `d ln y / d ln p` (dimensionless), by central finite differences with every
 # parameter set pre-equilibrated drug-free. The global Morris screen samples the plausible bounds of
-# `models/parameters.tsv` and runs every parameter set through `analysis.ensemble.run_ensemble`
+# `models/parameters.tsv` and runs every parameter set through `analysis.engine.ensemble.run_ensemble`
 # (`workers=0`: serially in this process; pass `workers=N` or `scheduler=...` for Dask).
 
 # %%
 import numpy as np
 
-from analysis import global_sensitivity as G
-from analysis import sensitivity as S
-from analysis.analysis_plots import plot_convergence, plot_morris, plot_sensitivity_heatmap, plot_tornado
+from analysis.analyses import global_sensitivity as G
+from analysis.analyses import sensitivity as S
+from analysis.plots.analyses import plot_convergence, plot_morris, plot_sensitivity_heatmap, plot_tornado
 
 PARAMS = ["vmax_eaat", "k_glu_release", "i_ext_pyr", "g_nmda_int", "kon_ket", "k_mtorc1_akt", "k_spine_formation"]
 # The global screen moves every parameter across its whole plausible range at once.  Inside those ranges the

@@ -7,10 +7,10 @@
 # %%
 import numpy as np
 
-from analysis import doseresponse as D
 from analysis import load_model
-from analysis.analysis_plots import plot_dose_response, plot_interventions, plot_regimens
-from analysis.plots import plt
+from analysis.analyses import doseresponse as D
+from analysis.plots.analyses import plot_dose_response, plot_interventions, plot_regimens
+from analysis.plots.cascade import plt
 
 # %%
 rat = D.dose_response("rat", n=15)

@@ -15,7 +15,7 @@ import pandas as pd
 import tellurium as te
 
 from analysis import simulate
-from analysis.paths import SBML_DIR
+from analysis.core.paths import SBML_DIR
 
 rat_sbml = str(SBML_DIR / "ketamine_cascade_rat.xml")
 obs = ["ketamine_plasma", "glutamate_rel", "mtorc1_rel", "spine_density_rel"]

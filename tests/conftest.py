@@ -5,7 +5,7 @@ import pytest
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 from analysis import load_model  # noqa: E402
-from analysis.paths import SPECIES  # noqa: E402
+from analysis.core.paths import SPECIES  # noqa: E402
 
 
 @pytest.fixture(scope="session", params=SPECIES)

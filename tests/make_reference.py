@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.simulate import DAY, DEFAULT_SCENARIOS, simulate
+from analysis.core.simulate import DAY, DEFAULT_SCENARIOS, simulate
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 TIMES = np.unique(np.concatenate([np.arange(0, 6 * 3600, 300.0), np.linspace(6 * 3600, 7 * DAY, 145)]))
@@ -19,7 +19,7 @@ def reference_timecourse(species: str) -> pd.DataFrame:
 
 
 def main() -> None:
-    from analysis.cli import write_csv
+    from analysis.cli.commands import write_csv
 
     for sp in DEFAULT_SCENARIOS:
         print(f"wrote {write_csv(reference_timecourse(sp), REFERENCE_DIR / f'{sp}_default.csv')}")

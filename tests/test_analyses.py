@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from analysis import doseresponse as D
-from analysis import sensitivity as S
-from analysis.analysis_plots import plot_dose_response, plot_sensitivity_heatmap, plot_tornado, save_figure
-from analysis.cli_analyses import register
-from analysis.model import CascadeModel, ModelError, load_model
-from analysis.readouts import READOUTS, compute_readouts, simulate_readouts
-from analysis.simulate import simulate
+from analysis.analyses import doseresponse as D
+from analysis.analyses import sensitivity as S
+from analysis.analyses.readouts import READOUTS, compute_readouts, simulate_readouts
+from analysis.cli.analyses import register
+from analysis.core.model import CascadeModel, ModelError, load_model
+from analysis.core.simulate import simulate
+from analysis.plots.analyses import plot_dose_response, plot_sensitivity_heatmap, plot_tornado, save_figure
 
 K, K2, X0 = 0.5, 0.2, 2.0
 

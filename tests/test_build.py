@@ -2,9 +2,9 @@
 
 import pytest
 
-from analysis.build import BuildError, build_all, check_parameter_table
-from analysis.paths import SBML_DIR, SPECIES
-from analysis.tables import TableError, read_parameters
+from analysis.core.paths import SBML_DIR, SPECIES
+from analysis.core.tables import TableError, read_parameters
+from analysis.exchange.build import BuildError, build_all, check_parameter_table
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_build_is_deterministic(fresh, tmp_path):
 def test_table_and_model_must_match(species):
     import libsbml
 
-    from analysis.paths import sbml_path
+    from analysis.core.paths import sbml_path
 
     m = libsbml.readSBMLFromFile(str(sbml_path(species))).getModel()
     params = read_parameters(species)

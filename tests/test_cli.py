@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.image import imread
 
-from analysis import cli
-from analysis.plots import plot_cascade, save_figure
-from analysis.simulate import simulate
+from analysis.cli import commands as cli
+from analysis.core.simulate import simulate
+from analysis.plots.cascade import plot_cascade, save_figure
 
 
 def test_simulate_writes_csv(tmp_path):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from analysis.model import OBSERVABLES
+from analysis.core.model import OBSERVABLES
 
 DAY = 86400.0
 HIGH_DOSE = {"human": 5.0, "rat": 300.0}

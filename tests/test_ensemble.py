@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from analysis import cli
-from analysis.ensemble import read_ensemble, run_ensemble
-from analysis.model import ModelError, load_model
-from analysis.population import default_population_parameters, percentile_bands, sample_population
-from analysis.tables import read_parameters
+from analysis.cli import commands as cli
+from analysis.core.model import ModelError, load_model
+from analysis.core.tables import read_parameters
+from analysis.engine.ensemble import read_ensemble, run_ensemble
+from analysis.engine.population import default_population_parameters, percentile_bands, sample_population
 
 T = np.linspace(0, 2 * 86400, 49)
 OBS = ["ketamine_brain", "nmda_block_int", "glutamate_rel", "mtorc1_rel", "spine_density_rel"]

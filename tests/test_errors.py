@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from analysis import cli
-from analysis.io import write_atomic
-from analysis.model import CascadeModel, ModelError, SimulationError, load_model
+from analysis.cli import commands as cli
+from analysis.core.io import write_atomic
+from analysis.core.model import CascadeModel, ModelError, SimulationError, load_model
 
 T = np.linspace(0, 3600, 13)
 

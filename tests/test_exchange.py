@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from analysis import OBSERVABLES, CascadeModel, load_model
+from analysis.core.paths import SBML_DIR, SPECIES, sbml_path
 from analysis.exchange import write_exchange_files
-from analysis.omex import CITATIONS, CREATOR, LICENSE_URI, OMEX_NAME, archive_entries, write_omex
-from analysis.paths import SBML_DIR, SPECIES, sbml_path
-from analysis.report import report_markdown
-from analysis.sedml import (
+from analysis.exchange.omex import CITATIONS, CREATOR, LICENSE_URI, OMEX_NAME, archive_entries, write_omex
+from analysis.exchange.report import report_markdown
+from analysis.exchange.sedml import (
     N_STEPS,
     SEDML_NAME,
     T_END,

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from analysis import global_sensitivity as G
-from analysis.analysis_plots import plot_convergence, plot_morris, plot_sobol, save_figure
-from analysis.cli_analyses import register
-from analysis.model import ModelError
+from analysis.analyses import global_sensitivity as G
+from analysis.cli.analyses import register
+from analysis.core.model import ModelError
+from analysis.plots.analyses import plot_convergence, plot_morris, plot_sobol, save_figure
 
 PI = np.pi
 A_ISH, B_ISH = 7.0, 0.1

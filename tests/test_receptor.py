@@ -8,8 +8,8 @@ import antimony
 import pytest
 import roadrunner
 
-from analysis.paths import MODELS
-from analysis.tables import read_parameters
+from analysis.core.paths import MODELS
+from analysis.core.tables import read_parameters
 
 
 def clamp_model(ket: float, v: float, mg: float, pop: str):

@@ -9,8 +9,8 @@ import pytest
 import roadrunner
 
 from analysis import load_model
-from analysis.paths import sbml_path
-from analysis.steady_state import fix_tolerances
+from analysis.core.paths import sbml_path
+from analysis.core.steady_state import fix_tolerances
 
 OBS = ["ketamine_plasma", "glutamate_rel", "mtorc1_rel", "spine_density_rel"]
 DOSES = {"human": (0.5, 1.0), "rat": (10.0, 30.0)}

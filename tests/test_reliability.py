@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import ensemble as E
-from analysis import store
-from analysis.errors import DrugFreeStateError, ModelError, RunawayError
-from analysis.model import NotAtSteadyStateWarning, load_model
-from analysis.paths import ROOT, sbml_path
-from analysis.population import percentile_bands, sample_population
+from analysis.core.errors import DrugFreeStateError, ModelError, RunawayError
+from analysis.core.model import NotAtSteadyStateWarning, load_model
+from analysis.core.paths import ROOT, sbml_path
+from analysis.engine import ensemble as E
+from analysis.engine import store
+from analysis.engine.population import percentile_bands, sample_population
 
 T = np.linspace(0, 86400, 25)
 OBS = ["ketamine_brain", "glutamate_rel", "spine_density_rel"]

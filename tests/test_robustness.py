@@ -3,9 +3,9 @@
 import numpy as np
 import pandas as pd
 
-from analysis import robustness as R
-from analysis.cli import main
-from analysis.sensitivity import parameter_bounds
+from analysis.analyses import robustness as R
+from analysis.analyses.sensitivity import parameter_bounds
+from analysis.cli.commands import main
 
 
 def test_range_ends_report_each_end_with_consistent_checks():

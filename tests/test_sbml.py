@@ -3,10 +3,10 @@
 import libsbml
 import pytest
 
-from analysis.build import validation_messages
-from analysis.model import OBSERVABLES
-from analysis.paths import sbml_path
-from analysis.tables import read_parameters
+from analysis.core.model import OBSERVABLES
+from analysis.core.paths import sbml_path
+from analysis.core.tables import read_parameters
+from analysis.exchange.build import validation_messages
 
 CONTRACT_INPUTS = ["dose", "t_dose", "body_weight", "inhib_ampa", "inhib_mtorc1", "inhib_trkb", "bdnf_secretion"]
 UNITS = {"ketamine_plasma": "uM", "ketamine_brain": "uM", "rate_int": "Hz", "rate_pyr": "Hz"}

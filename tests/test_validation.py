@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from analysis.validate import evaluate, read_targets
+from analysis.analyses.validate import evaluate, read_targets
 
 KNOWN_FAILURES = {
     "firing_sequence": "E and I populations respond within the same minute: the circuit has no slow process "

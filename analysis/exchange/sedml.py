@@ -1,7 +1,7 @@
 """SED-ML (Level 1 Version 3) description of the standard simulation experiments.
 
 The experiments run the shipped SBML files (``ketamine_cascade_<species>.xml``, model time unit
-second) for 7 days and report every contract observable (:data:`analysis.model.OBSERVABLES`)
+second) for 7 days and report every contract observable (:data:`analysis.core.model.OBSERVABLES`)
 against time:
 
 * ``human_infusion`` - human, 0.5 mg/kg IV infusion over 2400 s;
@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 
 import libsbml
 
-from analysis.io import write_text_atomic
-from analysis.model import OBSERVABLES
+from analysis.core.io import write_text_atomic
+from analysis.core.model import OBSERVABLES
 
 if TYPE_CHECKING:
     import libsedml
@@ -40,7 +40,7 @@ SBML_NS = "http://www.sbml.org/sbml/level3/version2/core"
 SBML_LANGUAGE = "urn:sedml:language:sbml.level-3.version-2"
 TIME_SYMBOL = "urn:sedml:symbol:time"
 KISAO_CVODE = "KISAO:0000019"
-#: CVODE settings (KiSAO id -> value); equal to libroadrunner's defaults, used by analysis.model.
+#: CVODE settings (KiSAO id -> value); equal to libroadrunner's defaults, used by analysis.core.model.
 ALGORITHM_PARAMETERS = {"KISAO:0000209": 1e-6, "KISAO:0000211": 1e-12}  # relative, absolute tolerance
 DAY = 86400.0
 #: Simulated time (s) and number of output intervals (one point per minute).

@@ -9,16 +9,16 @@ Workflow (both methods)::
 
 Design choices
 --------------
-* **Bounds** come from ``models/parameters.tsv`` (:func:`analysis.sensitivity.parameter_bounds`) or from
-  user bounds (:func:`analysis.sensitivity.check_bounds`).
+* **Bounds** come from ``models/parameters.tsv`` (:func:`analysis.analyses.sensitivity.parameter_bounds`) or from
+  user bounds (:func:`analysis.analyses.sensitivity.check_bounds`).
 * **Sampling space.**  A positive parameter whose bounds span a decade or more (``upper / lower >=``
   :data:`LOG_SPAN`) is sampled uniformly in ``log10`` (log-uniform); every other parameter uniformly on
   ``[lower, upper]``.  The SALib problem holds the sampling-space bounds (``log10`` for log parameters);
   :func:`to_physical` maps a sample to model values.  ``result.bounds['scale']`` records the choice.
-* **Simulations**: every parameter set runs through :func:`analysis.ensemble.run_ensemble` with
+* **Simulations**: every parameter set runs through :func:`analysis.engine.ensemble.run_ensemble` with
   ``equilibrate=True`` (the parameters change the drug-free physiology, so each set starts from its own
   drug-free steady state and relative readouts are relative to it); readouts are computed per sample from
-  the returned tidy data with :func:`analysis.readouts.compute_readouts`.
+  the returned tidy data with :func:`analysis.analyses.readouts.compute_readouts`.
 * **Failed parameter sets** (``EnsembleResult.failures``) are never imputed.  *Sobol*: Saltelli's
   estimator needs the complete sample matrix, so any failure (or a NaN readout) raises
   :class:`GlobalSensitivityError` naming the count and the first failing set.  *Morris*: every trajectory
@@ -46,15 +46,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis.model import CascadeModel
-from analysis.readouts import (
+from analysis.analyses.readouts import (
     check_readouts,
     compute_readouts,
     readout_times,
     required_horizon,
     required_observables,
 )
-from analysis.sensitivity import (
+from analysis.analyses.sensitivity import (
     SensitivityError,
     as_model,
     check_bounds,
@@ -62,6 +61,7 @@ from analysis.sensitivity import (
     default_sensitivity_parameters,
     parameter_bounds,
 )
+from analysis.core.model import CascadeModel
 
 #: Bounds spanning at least this ratio (upper / lower > 0) are sampled log-uniformly.
 LOG_SPAN = 10.0
@@ -136,7 +136,7 @@ def build_problem(
     model:
         Species name, SBML path or loaded model.
     parameters:
-        Ids to vary (default: :func:`analysis.sensitivity.default_sensitivity_parameters`).
+        Ids to vary (default: :func:`analysis.analyses.sensitivity.default_sensitivity_parameters`).
     bounds:
         ``{id: (lower, upper)}`` overriding the table's bounds (model units).
     log_span:
@@ -261,7 +261,7 @@ def evaluate_readouts(
     a sampled parameter overrides it.  Returns (outputs indexed like ``samples`` with one column per
     readout, NaN for failed sets; failures table from the engine).
     """
-    from analysis.ensemble import run_ensemble
+    from analysis.engine.ensemble import run_ensemble
 
     m = as_model(model)
     names = check_readouts(readouts)
@@ -454,7 +454,7 @@ def sobol_analysis(
 
     ``n`` base samples (power of 2 >= :data:`SOBOL_MIN_N`) -> ``n (D + 2)`` simulations through the
     ensemble engine (``workers=0``: serial; ``workers``/``scheduler``/``client`` as
-    :func:`analysis.ensemble.run_ensemble`).  Raises :class:`GlobalSensitivityError` if any parameter
+    :func:`analysis.engine.ensemble.run_ensemble`).  Raises :class:`GlobalSensitivityError` if any parameter
     set fails or a readout is NaN (the Saltelli matrix must be complete; nothing is imputed).
     ``evaluate`` (for tests/other models) replaces the engine: samples in model units -> readouts.
     """

@@ -14,13 +14,13 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from analysis.build import BuildError, build_all
-from analysis.io import write_atomic, write_text_atomic
-from analysis.model import ModelError, SimulationError, load_model
-from analysis.paths import RESULTS, SPECIES
-from analysis.simulate import DAY, DEFAULT_SCENARIOS, simulate, time_grid
-from analysis.tables import TableError
-from analysis.validate import read_targets, run_validation
+from analysis.analyses.validate import read_targets, run_validation
+from analysis.core.io import write_atomic, write_text_atomic
+from analysis.core.model import ModelError, SimulationError, load_model
+from analysis.core.paths import RESULTS, SPECIES
+from analysis.core.simulate import DAY, DEFAULT_SCENARIOS, simulate, time_grid
+from analysis.core.tables import TableError
+from analysis.exchange.build import BuildError, build_all
 
 
 def _parse_set(items: list[str]) -> dict[str, float]:
@@ -79,7 +79,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def run_and_report_validation(outdir: Path) -> pd.DataFrame:
-    from analysis.plots import plot_validation, save_figure
+    from analysis.plots.cascade import plot_validation, save_figure
 
     targets = read_targets()
     results = run_validation(list(tqdm(targets, desc="validation targets", unit="target", disable=None)))
@@ -103,7 +103,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Main job: build the SBML, simulate the default scenarios, validate, write tables and figures."""
-    from analysis.plots import plot_cascade, save_figure
+    from analysis.plots.cascade import plot_cascade, save_figure
 
     out = Path(args.out)
     for p in build_all():
@@ -122,7 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             plot_cascade(df, f"Ketamine cascade, {sp}, {dose:g} mg/kg (default scenario)"), out / f"cascade_{sp}"
         )
     results = run_and_report_validation(out)
-    from analysis.plots import plot_cascade as _pc  # same figure with the rat targets drawn in
+    from analysis.plots.cascade import plot_cascade as _pc  # same figure with the rat targets drawn in
 
     rat = load_model("rat").simulate(time_grid(7 * DAY), {"dose": 10.0})
     drawn = results[(results.species == "rat") & (results.dose_mg_per_kg == 10.0) & (results.readout == "value")]
@@ -150,8 +150,8 @@ def _ensemble_args(p: argparse.ArgumentParser) -> None:
 
 
 def _run_population(args: argparse.Namespace, out: Path | None):
-    from analysis.ensemble import check_engine_options, run_ensemble
-    from analysis.population import sample_population
+    from analysis.engine.ensemble import check_engine_options, run_ensemble
+    from analysis.engine.population import sample_population
 
     check_engine_options(args.workers, args.scheduler, args.chunk_size)
     if not (math.isfinite(args.days) and args.days > 0):
@@ -195,15 +195,15 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     _report_failures(result, out)
     print(
         f"{result.n_ok} simulations written to {out} (run {result.run_id}; read with "
-        f"analysis.ensemble.read_ensemble); {result.timing['simulate_s']:.2f} s"
+        f"analysis.engine.ensemble.read_ensemble); {result.timing['simulate_s']:.2f} s"
     )
     return 0
 
 
 def cmd_population(args: argparse.Namespace) -> int:
     """Virtual population: percentile bands of every observable, as CSV and a figure."""
-    from analysis.plots import plot_population, save_figure
-    from analysis.population import percentile_bands
+    from analysis.engine.population import percentile_bands
+    from analysis.plots.cascade import plot_population, save_figure
 
     out = Path(args.out)
     result = _run_population(args, out / "ensemble")
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     _ensemble_args(p)
     p.add_argument("--out", default=str(RESULTS / "population"))
     p.set_defaults(func=cmd_population)
-    from analysis import cli_analyses
+    from analysis.cli import analyses as cli_analyses
 
     cli_analyses.register(sub)  # sensitivity, dose-response, interventions, scan
     p = sub.add_parser("run", help="main job: build, simulate defaults, validate, figures (~1 min)")

@@ -1,6 +1,6 @@
 """CLI subcommands of the analyses: ``sensitivity``, ``dose-response``, ``interventions``, ``scan``.
 
-Wire into :mod:`analysis.cli` with ``register(sub)`` where ``sub = parser.add_subparsers(...)``;
+Wire into :mod:`analysis.cli.commands` with ``register(sub)`` where ``sub = parser.add_subparsers(...)``;
 each subcommand sets ``func`` (returns an exit code) and writes CSV tables and PNG/SVG figures
 under ``--out`` atomically.
 """
@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.io import write_atomic
-from analysis.model import OBSERVABLES, ModelError
-from analysis.paths import RESULTS, SPECIES
+from analysis.core.io import write_atomic
+from analysis.core.model import OBSERVABLES, ModelError
+from analysis.core.paths import RESULTS, SPECIES
 
 GLOBAL_METHODS = ("morris", "sobol")
 
 
 def write_csv(df: pd.DataFrame, path: Path) -> Path:
-    """Write ``df`` as CSV atomically (same format as analysis.cli.write_csv)."""
+    """Write ``df`` as CSV atomically (same format as analysis.cli.commands.write_csv)."""
     return write_atomic(path, lambda p: df.to_csv(p, float_format="%.10g"))
 
 
@@ -40,8 +40,8 @@ def _floats(text: str | None) -> list[float] | None:
 
 def cmd_sensitivity(args: argparse.Namespace) -> int:
     """Local sensitivities: time-course heatmap, readout table, tornado figures."""
-    from analysis import sensitivity as S
-    from analysis.analysis_plots import plot_sensitivity_heatmap, plot_tornado, save_figure
+    from analysis.analyses import sensitivity as S
+    from analysis.plots.analyses import plot_sensitivity_heatmap, plot_tornado, save_figure
 
     if args.method in GLOBAL_METHODS:
         return _global_sensitivity(args)
@@ -70,8 +70,8 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
 
 def _global_sensitivity(args: argparse.Namespace) -> int:
     """Morris or Sobol through the ensemble engine: indices, convergence, samples, failures; figures."""
-    from analysis import global_sensitivity as G
-    from analysis.analysis_plots import plot_convergence, plot_morris, plot_sobol, save_figure
+    from analysis.analyses import global_sensitivity as G
+    from analysis.plots.analyses import plot_convergence, plot_morris, plot_sobol, save_figure
 
     out = Path(args.out)
     readouts = _names(args.readouts) or list(G.DEFAULT_READOUTS)
@@ -107,8 +107,8 @@ def _global_sensitivity(args: argparse.Namespace) -> int:
 
 def cmd_dose_response(args: argparse.Namespace) -> int:
     """Every readout vs dose (log-spaced)."""
-    from analysis import doseresponse as D
-    from analysis.analysis_plots import plot_dose_response, save_figure
+    from analysis.analyses import doseresponse as D
+    from analysis.plots.analyses import plot_dose_response, save_figure
 
     lo, hi = D.DOSE_RANGES[args.species]
     doses = D.log_doses(
@@ -124,8 +124,8 @@ def cmd_dose_response(args: argparse.Namespace) -> int:
 
 def cmd_interventions(args: argparse.Namespace) -> int:
     """Interventions vs control and dosing regimens."""
-    from analysis import doseresponse as D
-    from analysis.analysis_plots import plot_interventions, plot_regimens, save_figure
+    from analysis.analyses import doseresponse as D
+    from analysis.plots.analyses import plot_interventions, plot_regimens, save_figure
 
     out = Path(args.out)
     readouts = _names(args.readouts)
@@ -146,9 +146,9 @@ def cmd_interventions(args: argparse.Namespace) -> int:
 
 def cmd_scan(args: argparse.Namespace) -> int:
     """1-D scan (one parameter) or 2-D scan (two parameters)."""
-    from analysis import doseresponse as D
-    from analysis.analysis_plots import plot_scan_1d, plot_scan_2d, save_figure
-    from analysis.tables import read_parameters
+    from analysis.analyses import doseresponse as D
+    from analysis.core.tables import read_parameters
+    from analysis.plots.analyses import plot_scan_1d, plot_scan_2d, save_figure
 
     out = Path(args.out)
     params = _names(args.parameter) or []
@@ -176,9 +176,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 def cmd_robustness(args: argparse.Namespace) -> int:
     """Drug-free operating point over the plausible ranges: range ends, joint box, continuation scans."""
-    from analysis import robustness as R
-    from analysis.analysis_plots import plot_continuation, plot_range_ends, save_figure
-    from analysis.tables import read_parameters
+    from analysis.analyses import robustness as R
+    from analysis.core.tables import read_parameters
+    from analysis.plots.analyses import plot_continuation, plot_range_ends, save_figure
 
     if args.samples < 1:
         raise ModelError(f"--samples must be >= 1, got {args.samples}")

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.model import OBSERVABLES, ModelError, load_model
+from analysis.core.model import OBSERVABLES, ModelError, load_model
 
 #: Default scenarios of the main job: species -> inputs.
 DEFAULT_SCENARIOS = {

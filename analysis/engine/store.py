@@ -1,6 +1,6 @@
 """A results folder that users can trust: ensemble runs written beside the old one, then swapped in.
 
-Layout of an ensemble folder (``out=`` of :func:`analysis.ensemble.run_ensemble`)::
+Layout of an ensemble folder (``out=`` of :func:`analysis.engine.ensemble.run_ensemble`)::
 
     out/
       manifest.json          the completed run: its id, folder, sizes, model digest, times (written last, atomically)
@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.errors import ModelError
-from analysis.io import write_atomic, write_text_atomic
+from analysis.core.errors import ModelError
+from analysis.core.io import write_atomic, write_text_atomic
 
 MANIFEST = "manifest.json"
 RUN_SPEC = "run.json"

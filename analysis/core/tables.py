@@ -5,7 +5,7 @@
   compartment, species, reaction, rule variable and event
 * ``units.tsv``       - SBML unit definitions
 * ``proteins.tsv``    - UniProt accessions per species for the protein symbols used
-* ``validation.tsv``  - literature targets (read by :mod:`analysis.validate`)
+* ``validation.tsv``  - literature targets (read by :mod:`analysis.analyses.validate`)
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from analysis.paths import MODELS
+from analysis.core.paths import MODELS
 
 PARAMETER_COLUMNS = ["id", "model", "value", "unit", "sbo", "lower", "upper", "evidence", "source", "description"]
 EVIDENCE = {"measured", "derived", "assumed"}
@@ -150,3 +150,36 @@ def read_proteins(path: Path | None = None) -> dict[str, dict[str, str]]:
     """UniProt accessions keyed by gene symbol, with 'human' and 'rat' columns."""
     path = path or MODELS / "proteins.tsv"
     return {r["symbol"]: r for r in read_tsv(path, ["symbol", "human", "rat", "name"])}
+
+
+def parameter_bounds(species: str, parameters: list[str]):
+    """Plausible bounds of ``parameters`` from ``models/parameters.tsv`` (a property of the table).
+
+    Returns a DataFrame indexed by parameter id with columns ``value``, ``lower``, ``upper`` (in ``unit``),
+    ``unit``, ``evidence``, ``description``.  Raises :class:`analysis.core.errors.ModelError` for an unknown id
+    or a parameter whose bounds do not span an interval (lower >= upper).
+    """
+    import pandas as pd
+
+    from analysis.core.errors import ModelError
+
+    table = read_parameters(species)
+    ids = list(parameters)
+    unknown = [p for p in ids if p not in table]
+    if unknown:
+        raise ModelError(f"unknown parameter(s) {unknown} for species {species!r} (not in parameters.tsv)")
+    fixed = [p for p in ids if not table[p].lower < table[p].upper]
+    if fixed:
+        raise ModelError(f"parameter(s) {fixed} have lower >= upper in parameters.tsv; they cannot be varied")
+    rows = {
+        p: {
+            "value": table[p].value,
+            "lower": table[p].lower,
+            "upper": table[p].upper,
+            "unit": table[p].unit,
+            "evidence": table[p].evidence,
+            "description": table[p].description,
+        }
+        for p in ids
+    }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("parameter")

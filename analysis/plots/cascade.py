@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.io import write_atomic  # noqa: E402
+from analysis.core.io import write_atomic  # noqa: E402
 
 STYLE = {
     "figure.dpi": 110,
@@ -86,7 +86,7 @@ def plot_cascade(
     """The cascade, one panel per stage, time (h after the dose) on a log axis.
 
     ``timecourse`` is indexed by time (s) with the contract observables as columns.
-    ``targets`` (from :func:`analysis.validate.run_validation`, already filtered to this
+    ``targets`` (from :func:`analysis.analyses.validate.run_validation`, already filtered to this
     scenario) are drawn as vertical bars (accepted band) with a marker at the simulated value.
     """
     with plt.rc_context(STYLE):
@@ -157,7 +157,7 @@ def plot_timecourses(curves: Mapping[str, pd.DataFrame], observable: str, ylabel
 def plot_population(bands: pd.DataFrame, title: str = "", dose_time_s: float = 0.0) -> plt.Figure:
     """Virtual-population percentile bands, one panel per stage (5-95 % light, 25-75 % dark, median line).
 
-    ``bands`` comes from :func:`analysis.population.percentile_bands` (index: time in s, percentile).
+    ``bands`` comes from :func:`analysis.engine.population.percentile_bands` (index: time in s, percentile).
     """
     with plt.rc_context(STYLE):
         # fixed margins: constrained layout costs seconds on thousands of band vertices

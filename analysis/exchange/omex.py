@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from analysis.io import write_atomic
-from analysis.model import OBSERVABLES
-from analysis.paths import SPECIES
-from analysis.sedml import SEDML_NAME, sbml_file_name, standard_experiments
+from analysis.core.io import write_atomic
+from analysis.core.model import OBSERVABLES
+from analysis.core.paths import SPECIES
+from analysis.exchange.sedml import SEDML_NAME, sbml_file_name, standard_experiments
 
 OMEX_NAME = "ketamine_cascade.omex"
 ARCHIVE_URI = f"http://omex-library.org/{OMEX_NAME}"

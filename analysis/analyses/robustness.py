@@ -1,6 +1,6 @@
 """Robustness of the drug-free operating point over the parameter table's plausible ranges.
 
-Three analyses, all on the checks of :mod:`analysis.steady_state` (converged, Jacobian-stable,
+Three analyses, all on the checks of :mod:`analysis.core.steady_state` (converged, Jacobian-stable,
 physiological firing):
 
 * :func:`range_ends` - every parameter alone at the lower and the upper end of its range;
@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from analysis import steady_state
-from analysis.model import INPUTS, CascadeModel
-from analysis.sensitivity import as_model, parameter_bounds
-from analysis.tables import read_parameters
+from analysis.analyses.sensitivity import as_model
+from analysis.core import steady_state
+from analysis.core.model import INPUTS, CascadeModel
+from analysis.core.tables import parameter_bounds, read_parameters
 
 #: Parameters a continuation scan follows by default: the ones the model-v2 issue names as most sensitive.
 CONTINUATION_DEFAULT = ("mg_ext", "e_gaba", "v_rest_pyr", "g_ampa_pyr")
@@ -35,7 +35,7 @@ COLUMNS = ["ok", "rate_pyr", "rate_int", "max_eigenvalue", "max_relative_rate", 
 def survey_parameters(species: str, evidence: Sequence[str] = ("measured", "derived")) -> list[str]:
     """Parameters with a non-degenerate plausible range and the given evidence, except inputs and
     the drug-only ones (which cannot move the drug-free state)."""
-    from analysis.model import load_model
+    from analysis.core.model import load_model
 
     model = load_model(species)
     skip = set(INPUTS) | model.drug_only_parameters
@@ -121,7 +121,7 @@ def continuation(
 
     ``span`` defaults to the plausible range widened by half its width on each side (so a branch that
     ends just outside the range is seen).  Each step starts from the previous steady state and integrates
-    drug-free for :data:`analysis.steady_state.EQUILIBRATION_TIME`; a jump of the rates is where the branch
+    drug-free for :data:`analysis.core.steady_state.EQUILIBRATION_TIME`; a jump of the rates is where the branch
     ends.  Returns a DataFrame indexed by the parameter value with the check columns and ``branch``
     ('low' on the physiological branch, 'runaway' otherwise), sorted by value.
     """

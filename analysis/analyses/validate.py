@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.model import CascadeModel, load_model
-from analysis.paths import MODELS
-from analysis.tables import TableError, read_tsv
+from analysis.core.model import CascadeModel, load_model
+from analysis.core.paths import MODELS
+from analysis.core.tables import TableError, read_tsv
 
 VALIDATION_COLUMNS = [
     "id",

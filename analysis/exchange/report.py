@@ -15,8 +15,8 @@ from pathlib import Path
 
 import libsbml
 
-from analysis.io import write_text_atomic
-from analysis.tables import Parameter, read_parameters
+from analysis.core.io import write_text_atomic
+from analysis.core.tables import Parameter, read_parameters
 
 _SETTINGS = libsbml.L3ParserSettings()
 _SETTINGS.setParseUnits(False)  # literal numbers are written without their (mostly dimensionless) units
@@ -140,7 +140,7 @@ def _header(model: libsbml.Model, source: str) -> list[str]:
         "",
         f"{model.getName()}",
         "",
-        f"Generated from `{source}` by `analysis.report` (do not edit; rebuilt with the SBML).",
+        f"Generated from `{source}` by `analysis.exchange.report` (do not edit; rebuilt with the SBML).",
         f"Model units: time `{model.getTimeUnits()}`, substance `{model.getSubstanceUnits()}`, "
         f"volume `{model.getVolumeUnits()}`; species are concentrations in uM unless stated.",
         "Math is written in libsbml's L3 infix syntax; literal numbers are dimensionless in the SBML "

@@ -8,7 +8,7 @@ Design
 * Tasks are *chunks* of parameter sets, not single simulations.
 * Each task carries the SBML text and its SHA-256.  A worker process verifies the hash,
   compiles the model once (cache keyed by the hash) and reuses it for every later chunk -
-  the same :class:`~analysis.model.CascadeModel` code as a serial run, so the results are
+  the same :class:`~analysis.core.model.CascadeModel` code as a serial run, so the results are
   identical to running the sets one by one.  Because nothing lives only in a worker's
   memory, a run survives workers that die: Dask reschedules their chunks on restarted
   workers.  The worker's file of the model lives in a private per-user folder (mode 0700)
@@ -17,7 +17,7 @@ Design
   time limit, or a bug) becomes a failure row with the set's parameters and the error; a
   chunk whose worker kept dying becomes failure rows too.  The rest of the ensemble completes.
 * With ``out=`` the results are streamed chunk by chunk into a run folder and committed
-  atomically with a manifest (:mod:`analysis.store`): the previous results are untouched until
+  atomically with a manifest (:mod:`analysis.engine.store`): the previous results are untouched until
   the new run has finished, one writer at a time, and ``resume=True`` finishes an interrupted run.
 * ``scheduler=None`` starts a local cluster (one single-threaded worker process per
   core, or ``workers``); ``scheduler="tcp://host:8786"`` uses an existing cluster; on
@@ -42,11 +42,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from analysis import store
-from analysis.errors import ModelError, SimulationError
-from analysis.model import OBSERVABLES, CascadeModel, check_times, load_model
-from analysis.paths import SPECIES, sbml_path
-from analysis.store import read_ensemble  # noqa: F401  (public: re-exported)
+from analysis.core.errors import ModelError, SimulationError
+from analysis.core.model import OBSERVABLES, CascadeModel, check_times, load_model
+from analysis.core.paths import SPECIES, sbml_path
+from analysis.engine import store
+from analysis.engine.store import read_ensemble  # noqa: F401  (public: re-exported)
 
 #: Per-worker-process cache of compiled models, keyed by the SBML text's SHA-256.
 _WORKER_MODELS: dict[str, CascadeModel] = {}
@@ -265,7 +265,7 @@ def run_ensemble(
     chunk_size:
         Parameter sets per task (default: about four tasks per worker).
     out, resume:
-        Ensemble folder (:mod:`analysis.store`): results are streamed there as Parquet parts and
+        Ensemble folder (:mod:`analysis.engine.store`): results are streamed there as Parquet parts and
         committed atomically at the end (``data`` is then ``None``).  ``resume=True`` finishes an
         interrupted run of the same samples, times, observables and model instead of starting anew.
     equilibrate:

@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import linalg
 
-from analysis.errors import DrugFreeStateError  # noqa: F401  (re-exported)
+from analysis.core.errors import DrugFreeStateError  # noqa: F401  (re-exported)
 
 #: Drug-free integration (s) before the dose: ~80 half-lives of the slowest process (persistent spines).
 EQUILIBRATION_TIME = 1e8

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from analysis.omex import write_omex
-from analysis.paths import SPECIES
-from analysis.report import write_report
-from analysis.sedml import sbml_file_name, write_sedml
+from analysis.core.paths import SPECIES
+from analysis.exchange.omex import write_omex
+from analysis.exchange.report import write_report
+from analysis.exchange.sedml import sbml_file_name, write_sedml
 
 
 def write_exchange_files(sbml_dir: Path) -> list[Path]:

@@ -33,8 +33,8 @@ observables.
 its initial values; with a perturbed parameter the model starts off steady state and drifts
 (+10 % on some circuit parameters moves drug-free spine density by > 40 % within 7 days).  The
 finite-difference engine therefore pre-equilibrates every parameter set drug-free before the dose
-(:func:`analysis.readouts.simulate_course`) and reads relative observables against their pre-dose
-value (see :mod:`analysis.readouts`).
+(:func:`analysis.analyses.readouts.simulate_course`) and reads relative observables against their pre-dose
+value (see :mod:`analysis.analyses.readouts`).
 """
 
 from __future__ import annotations
@@ -46,8 +46,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.model import OBSERVABLES, CascadeModel, ModelError, load_model
-from analysis.readouts import (
+from analysis.analyses.readouts import (
     DAY,
     check_readouts,
     readout_times,
@@ -55,8 +54,10 @@ from analysis.readouts import (
     simulate_course,
     simulate_readouts,
 )
-from analysis.simulate import DEFAULT_SCENARIOS
-from analysis.tables import read_parameters
+from analysis.core.model import OBSERVABLES, CascadeModel, ModelError, load_model
+from analysis.core.simulate import DEFAULT_SCENARIOS
+from analysis.core.tables import parameter_bounds as table_bounds
+from analysis.core.tables import read_parameters
 
 #: Scenario inputs: not analysed as uncertain parameters by default.
 SCENARIO_INPUTS = ("dose", "t_dose", "infusion_duration", "body_weight")
@@ -95,26 +96,11 @@ def parameter_bounds(species: str, parameters: Sequence[str] | None = None) -> p
     ``unit``, ``evidence``, ``description``.  Raises :class:`SensitivityError` for an unknown id
     or a parameter whose bounds do not span an interval (lower >= upper).
     """
-    table = read_parameters(species)
     ids = default_sensitivity_parameters(species) if parameters is None else list(parameters)
-    unknown = [p for p in ids if p not in table]
-    if unknown:
-        raise SensitivityError(f"unknown parameter(s) {unknown} for species {species!r} (not in parameters.tsv)")
-    fixed = [p for p in ids if not table[p].lower < table[p].upper]
-    if fixed:
-        raise SensitivityError(f"parameter(s) {fixed} have lower >= upper in parameters.tsv; they cannot be varied")
-    rows = {
-        p: {
-            "value": table[p].value,
-            "lower": table[p].lower,
-            "upper": table[p].upper,
-            "unit": table[p].unit,
-            "evidence": table[p].evidence,
-            "description": table[p].description,
-        }
-        for p in ids
-    }
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("parameter")
+    try:
+        return table_bounds(species, ids)
+    except ModelError as exc:
+        raise SensitivityError(str(exc)) from None
 
 
 def default_sensitivity_parameters(species: str) -> list[str]:

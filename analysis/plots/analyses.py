@@ -1,6 +1,6 @@
 """Figures of the analyses (sensitivity, dose-response, interventions, regimens, scans).
 
-Same style as :mod:`analysis.plots` (``STYLE``, ``save_figure``: PNG + SVG, atomic, Agg backend;
+Same style as :mod:`analysis.plots.cascade` (``STYLE``, ``save_figure``: PNG + SVG, atomic, Agg backend;
 nothing opens a window).  Every function takes tables and returns a matplotlib Figure.
 """
 
@@ -11,14 +11,16 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from analysis.plots import STYLE, plt, save_figure
-from analysis.readouts import READOUTS
+from analysis.analyses.readouts import READOUTS
+from analysis.plots.cascade import STYLE, plt, save_figure
 
 __all__ = [
+    "plot_continuation",
     "plot_convergence",
     "plot_dose_response",
     "plot_morris",
     "plot_interventions",
+    "plot_range_ends",
     "plot_regimens",
     "plot_scan_1d",
     "plot_scan_2d",
@@ -50,8 +52,8 @@ def _obs_label(obs: str) -> str:
 def plot_sensitivity_heatmap(table: pd.DataFrame, title: str = "", vmax: float | None = None) -> plt.Figure:
     """Heatmap of scaled sensitivities, parameters (rows) x observables or readouts (columns).
 
-    ``table``: from :func:`analysis.sensitivity.summarise_timecourse` or
-    :func:`analysis.sensitivity.readout_sensitivities` (d ln y / d ln p, dimensionless).
+    ``table``: from :func:`analysis.analyses.sensitivity.summarise_timecourse` or
+    :func:`analysis.analyses.sensitivity.readout_sensitivities` (d ln y / d ln p, dimensionless).
     """
     data = table.astype(float)
     with plt.rc_context(STYLE):
@@ -76,9 +78,9 @@ def plot_sensitivity_heatmap(table: pd.DataFrame, title: str = "", vmax: float |
 def plot_tornado(data: pd.Series | pd.DataFrame, readout: str, title: str = "") -> plt.Figure:
     """Ranked tornado plot for one readout.
 
-    ``data``: a Series parameter -> d ln R / d ln p (from :func:`analysis.sensitivity.tornado`), or a
+    ``data``: a Series parameter -> d ln R / d ln p (from :func:`analysis.analyses.sensitivity.tornado`), or a
     DataFrame with ``low``/``high`` columns (readout at the lower/upper bound, from
-    :func:`analysis.sensitivity.bounds_tornado`; ``attrs['baseline']`` = readout at the shipped values).
+    :func:`analysis.analyses.sensitivity.bounds_tornado`; ``attrs['baseline']`` = readout at the shipped values).
     """
     with plt.rc_context(STYLE):
         n = len(data)
@@ -139,7 +141,7 @@ def plot_interventions(
     """Time courses of the cascade stages for each intervention arm (dose at 0 h, intervention from -1 h).
 
     ``curves``: arm -> time course indexed by s after the dose (from
-    :func:`analysis.doseresponse.interventions`); ``table`` (optional) adds a bar panel of
+    :func:`analysis.analyses.doseresponse.interventions`); ``table`` (optional) adds a bar panel of
     spine_gain_24h effect relative to control.
     """
     panels = [
@@ -247,7 +249,7 @@ def plot_sobol(indices: pd.DataFrame, readout: str, title: str = "", top: int | 
     """Horizontal bars of first-order (S1) and total-order (ST) Sobol indices with confidence intervals.
 
     ``indices``: parameter-indexed table with ``S1, S1_conf, ST, ST_conf`` (one readout, from
-    :func:`analysis.global_sensitivity.sobol_indices` or ``result.indices.loc[readout]``); sorted by ST.
+    :func:`analysis.analyses.global_sensitivity.sobol_indices` or ``result.indices.loc[readout]``); sorted by ST.
     """
     data = indices.sort_values("ST", ascending=False)
     data = data if top is None else data.iloc[:top]
@@ -301,7 +303,7 @@ def plot_convergence(convergence: pd.DataFrame, readout: str, title: str = "", t
     value), shaded confidence intervals where available.
 
     ``convergence``: long table (readout, parameter, n, index, value, conf) from
-    :mod:`analysis.global_sensitivity`; ``n`` = base samples N (Sobol) or trajectories r (Morris).
+    :mod:`analysis.analyses.global_sensitivity`; ``n`` = base samples N (Sobol) or trajectories r (Morris).
     """
     conv = convergence[convergence["readout"] == readout] if "readout" in convergence else convergence
     kinds = list(dict.fromkeys(conv["index"]))

@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.ensemble import EnsembleResult, read_ensemble
-from analysis.model import ModelError
-from analysis.tables import Parameter, read_parameters
+from analysis.core.model import ModelError
+from analysis.core.tables import Parameter, parameter_bounds, read_parameters
+from analysis.engine.ensemble import EnsembleResult, read_ensemble
 
 #: Never sampled: dosing inputs, interventions, and bookkeeping constants.
 NOT_SAMPLED = {
@@ -82,8 +82,6 @@ def sample_population(
     """
     if n < 1:
         raise ModelError(f"the number of samples must be >= 1, got {n}")
-    from analysis.sensitivity import parameter_bounds
-
     table = read_parameters(species)
     names = list(parameters) if parameters is not None else default_population_parameters(species)
     parameter_bounds(species, names)  # raises for unknown ids and for bounds with lower >= upper

@@ -16,9 +16,9 @@ from pathlib import Path
 import antimony
 import libsbml
 
-from analysis.io import write_text_atomic
-from analysis.paths import MODELS, SBML_DIR, SPECIES, sbml_path
-from analysis.tables import (
+from analysis.core.io import write_text_atomic
+from analysis.core.paths import MODELS, SBML_DIR, SPECIES, sbml_path
+from analysis.core.tables import (
     Parameter,
     TableError,
     read_annotations,

@@ -25,10 +25,10 @@ import numpy as np
 import pandas as pd
 import roadrunner
 
-from analysis import steady_state
-from analysis.errors import DrugFreeStateError, ModelError, RunawayError, SimulationError, SimulationTimeout
-from analysis.paths import SPECIES, sbml_path
-from analysis.steady_state import EQUILIBRATION_TIME, StateCheck  # noqa: F401  (re-exported)
+from analysis.core import steady_state
+from analysis.core.errors import DrugFreeStateError, ModelError, RunawayError, SimulationError, SimulationTimeout
+from analysis.core.paths import SPECIES, sbml_path
+from analysis.core.steady_state import EQUILIBRATION_TIME, StateCheck  # noqa: F401  (re-exported)
 
 __all__ = [
     "OBSERVABLES",
@@ -202,7 +202,7 @@ class CascadeModel:
             ``parameters`` change the drug-free physiology (anything but :data:`INPUTS`), the model
             must first reach its new drug-free steady state: with ``equilibrate=True`` it runs
             drug-free for ``EQUILIBRATION_TIME`` s, the state is cleaned and checked
-            (:mod:`analysis.steady_state`: |dx/dt|, Jacobian stability, physiological rates), the
+            (:mod:`analysis.core.steady_state`: |dx/dt|, Jacobian stability, physiological rates), the
             clock restarts at 0 from that state, the dose is given at ``t_dose``, and every ``*_rel``
             observable is re-expressed relative to the new drug-free state (its value at t = 0).
             A set with no physiological, stable drug-free state raises :class:`DrugFreeStateError`.

@@ -12,7 +12,7 @@ effect on that parameter set's own baseline and not the drift of the baseline.
 
 Usage::
 
-    from analysis.readouts import READOUTS, compute_readouts, simulate_readouts
+    from analysis.analyses.readouts import READOUTS, compute_readouts, simulate_readouts
     s = compute_readouts(df)                            # every readout, pd.Series
     s = compute_readouts(df, ["glutamate_peak", "spine_gain_24h"], t_dose=3600)
 """
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.model import INPUTS, OBSERVABLES, CascadeModel, ModelError, SimulationError  # noqa: F401  (INPUTS re-exported)
+from analysis.core.model import INPUTS, OBSERVABLES, CascadeModel, ModelError, SimulationError  # noqa: F401  (INPUTS re-exported)
 
 HOUR = 3600.0
 DAY = 86400.0

@@ -2,7 +2,7 @@
 
 (One module for every deterministic "vary the inputs, collect readouts" analysis; they share the
 model loading, the readout registry and the input checks.  Sensitivities live in
-:mod:`analysis.sensitivity`; randomised/global analyses will run through the ensemble engine.)
+:mod:`analysis.analyses.sensitivity`; randomised/global analyses will run through the ensemble engine.)
 
 Every function takes a species name, SBML path or loaded :class:`CascadeModel` and returns tables
 (DataFrames); times are s, doses mg/kg.
@@ -16,8 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.model import OBSERVABLES, CascadeModel, ModelError, SimulationError
-from analysis.readouts import (
+from analysis.analyses.readouts import (
     DAY,
     HOUR,
     check_readouts,
@@ -26,8 +25,9 @@ from analysis.readouts import (
     readouts_or_failure,
     simulate_readouts,
 )
-from analysis.sensitivity import as_model, default_scenario, parameter_bounds
-from analysis.validate import PRETREATMENT
+from analysis.analyses.sensitivity import as_model, default_scenario, parameter_bounds
+from analysis.analyses.validate import PRETREATMENT
+from analysis.core.model import OBSERVABLES, CascadeModel, ModelError, SimulationError
 
 #: Default dose ranges (mg/kg) for dose-response.
 DOSE_RANGES = {"rat": (0.1, 300.0), "human": (0.05, 2.0)}
@@ -102,7 +102,7 @@ def interventions(
     readouts: Sequence[str] | None = None,
     horizon_s: float = 7 * DAY,
 ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
-    """Interventions against control, each given :data:`~analysis.validate.PRETREATMENT` s before the dose.
+    """Interventions against control, each given :data:`~analysis.analyses.validate.PRETREATMENT` s before the dose.
 
     For every arm three quantities per readout: ``dosed`` (dose + intervention), ``alone``
     (intervention + vehicle) and ``effect`` = dosed - alone (the drug effect under the intervention,

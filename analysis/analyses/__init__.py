@@ -1,0 +1,1 @@
+"""Analyses: readouts, local and global sensitivity, dose-response and scans, validation, robustness."""

@@ -1,0 +1,7 @@
+"""``python -m analysis.cli``."""
+
+import sys
+
+from analysis.cli.commands import main
+
+sys.exit(main())

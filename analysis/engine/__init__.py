@@ -1,0 +1,1 @@
+"""Engine: many simulations at once (Dask ensembles), trustworthy results folders, virtual populations."""
