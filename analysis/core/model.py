@@ -246,7 +246,8 @@ class CascadeModel:
                 data = self._simulate_equilibrated(times, params, selections, deadline)
             else:
                 self.apply(params)
-                if self._changed - INPUTS - self.drug_only_parameters:
+                physiology = self._changed - INPUTS
+                if physiology and physiology - self.drug_only_parameters:
                     self._warn_if_not_steady(params)
                 data = self._integrate(times, selections, deadline, params)
         except (ModelError, SimulationError):
