@@ -15,9 +15,17 @@ Public API for notebooks::
     df = simulate("rat", {"dose": 10})            # tidy time course, index = time (s)
 """
 
-from analysis.analyses.validate import run_validation
 from analysis.core.model import OBSERVABLES, CascadeModel, ModelError, SimulationError, load_model
 from analysis.core.simulate import simulate
 
 __all__ = ["OBSERVABLES", "CascadeModel", "ModelError", "SimulationError", "load_model", "simulate", "run_validation"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``run_validation`` is imported on first use: Dask workers import this package and never need it."""
+    if name == "run_validation":
+        from analysis.analyses.validate import run_validation
+
+        return run_validation
+    raise AttributeError(f"module 'analysis' has no attribute {name!r}")

@@ -261,3 +261,17 @@ def test_concurrent_cli_runs_and_sigint_keep_the_previous_results(tmp_path):
         after = E.read_ensemble(out)
     pd.testing.assert_frame_equal(after, before)
     assert not list(out.rglob(".*.parquet"))  # nothing half-written
+
+
+def test_first_run_of_a_fresh_model_uses_the_given_parameters():
+    """The drug-only probe that runs on first need must not clobber the parameters of the run that needed it."""
+    from analysis.core.model import CascadeModel
+
+    fresh = CascadeModel(sbml_path("rat"))
+    params = {"dose": 10.0, "k_sp_translation": 0.0015}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotAtSteadyStateWarning)
+        first = fresh.simulate_array(T, params, OBS, equilibrate=False)
+        second = fresh.simulate_array(T, params, OBS, equilibrate=False)
+    np.testing.assert_array_equal(first, second)
+    assert float(fresh.rr["k_sp_translation"]) == 0.0015

@@ -219,7 +219,7 @@ class CascadeModel:
         -------
         DataFrame indexed by ``time`` (s) with one column per observable.
         """
-        times = np.asarray(times, dtype=float)
+        times = check_times(times)
         data = self.simulate_array(times, parameters, observables, equilibrate, time_limit)
         return pd.DataFrame(data, index=pd.Index(times, name="time"), columns=list(observables))
 
@@ -245,9 +245,9 @@ class CascadeModel:
             if equilibrate:
                 data = self._simulate_equilibrated(times, params, selections, deadline)
             else:
+                changed = self.changes_physiology(params)  # before apply: may probe the model once
                 self.apply(params)
-                physiology = self._changed - INPUTS
-                if physiology and physiology - self.drug_only_parameters:
+                if changed:
                     self._warn_if_not_steady(params)
                 data = self._integrate(times, selections, deadline, params)
         except (ModelError, SimulationError):

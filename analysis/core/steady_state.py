@@ -176,8 +176,8 @@ def drug_only_parameters(rr, space: StateSpace, candidates: list[str], defaults:
     states.  A parameter is drug-only if changing it (x 1.5) at the shipped drug-free state changes neither
     dx/dt nor that subsystem's Jacobian: the ketamine rate constants and the PK parameters (they multiply a
     drug amount that is 0), the output normalisations, ...  Such a parameter cannot move the drug-free
-    steady state or its stability, so it needs no pre-equilibration.  Found once per model (~0.1 s); the
-    model is left reset at its shipped values.
+    steady state or its stability, so it needs no pre-equilibration.  Found once per model (~0.1 s) at the
+    shipped values; the caller's parameter values are restored and the model is reset.
     """
     n = len(space.ids)
     drug = set((space.n_rules + space.structural_zeros).tolist())
@@ -187,8 +187,11 @@ def drug_only_parameters(rr, space: StateSpace, candidates: list[str], defaults:
         jac, _, f = jacobian(rr, space)
         return f, jac[np.ix_(phys, phys)]
 
-    saved_t_dose = float(rr["t_dose"]) if "t_dose" in defaults else None
-    if saved_t_dose is not None:
+    current = {p: float(rr[p]) for p in defaults}  # restored on return, whatever the caller had set
+    for p, x in defaults.items():
+        if current[p] != x:
+            rr[p] = x
+    if "t_dose" in defaults:
         rr["t_dose"] = 1e30
     rr.reset()
     f0, j0 = signature()
@@ -210,10 +213,9 @@ def drug_only_parameters(rr, space: StateSpace, candidates: list[str], defaults:
             if same:
                 out.append(p)
     finally:
-        for p in candidates:
-            rr[p] = defaults[p]
-        if saved_t_dose is not None:
-            rr["t_dose"] = saved_t_dose
+        for p, x in current.items():
+            if float(rr[p]) != x:
+                rr[p] = x
         rr.reset()
     return frozenset(out)
 
