@@ -46,16 +46,9 @@ def survey_parameters(species: str, evidence: Sequence[str] = ("measured", "deri
     ]
 
 
-def _row(model: CascadeModel, params: dict[str, float]) -> dict:
-    c = model.drug_free_state(params)
-    return {
-        "ok": c.ok,
-        "rate_pyr": c.rate_pyr,
-        "rate_int": c.rate_int,
-        "max_eigenvalue": c.max_eigenvalue,
-        "max_relative_rate": c.max_relative_rate,
-        "reason": c.reason,
-    }
+def _row(check: steady_state.StateCheck) -> dict:
+    """The survey columns (:data:`COLUMNS`) of one drug-free state check."""
+    return {c: getattr(check, c) for c in COLUMNS}
 
 
 def range_ends(
@@ -73,7 +66,7 @@ def range_ends(
     for p in tqdm(ids, desc="range ends", unit="parameter", disable=not progress):
         for end in ("lower", "upper"):
             x = float(bounds.loc[p, end])
-            rows[(p, end)] = {"value": x, **_row(m, {p: x})}
+            rows[(p, end)] = {"value": x, **_row(m.drug_free_state({p: x}))}
     m.apply({})
     df = pd.DataFrame.from_dict(rows, orient="index")
     df.index = pd.MultiIndex.from_tuples(df.index, names=["parameter", "end"])
@@ -108,7 +101,8 @@ def joint_box(
     m = as_model(model)
     samples = sample_box(m.species, n, seed, parameters)
     rows = [
-        _row(m, row.to_dict()) for _, row in tqdm(samples.iterrows(), total=n, desc="joint box", disable=not progress)
+        _row(m.drug_free_state(row.to_dict()))
+        for _, row in tqdm(samples.iterrows(), total=n, desc="joint box", disable=not progress)
     ]
     m.apply({})
     return pd.concat([samples, pd.DataFrame(rows, index=samples.index)], axis=1)
@@ -141,15 +135,7 @@ def continuation(
         m.apply({"t_dose": 1e30})  # from the shipped state, dose disarmed
         for x in np.linspace(x0, target, max(2, n // 2 + 1)):
             m.rr[parameter] = float(x)
-            c = steady_state.equilibrate(m.rr, space)
-            rows[float(x)] = {
-                "ok": c.ok,
-                "rate_pyr": c.rate_pyr,
-                "rate_int": c.rate_int,
-                "max_eigenvalue": c.max_eigenvalue,
-                "max_relative_rate": c.max_relative_rate,
-                "reason": c.reason,
-            }
+            rows[float(x)] = _row(steady_state.equilibrate(m.rr, space))
     m.rr[parameter] = x0
     m.apply({})
     df = pd.DataFrame.from_dict(rows, orient="index").sort_index().rename_axis(parameter)

@@ -19,23 +19,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.core.model import ModelError
+from analysis.core.model import INPUTS, ModelError
 from analysis.core.tables import Parameter, parameter_bounds, read_parameters
 from analysis.engine.ensemble import EnsembleResult, read_ensemble
 
-#: Never sampled: dosing inputs, interventions, and bookkeeping constants.
-NOT_SAMPLED = {
-    "dose",
-    "t_dose",
-    "infusion_duration",
-    "inhib_ampa",
-    "inhib_mtorc1",
-    "inhib_trkb",
-    "inhib_ltype",
-    "bdnf_secretion",
-    "mw_ketamine",
-    "pump_volume",
-}
+#: Never sampled: dosing inputs and interventions (the model's inputs except body weight, which is a
+#: physiological covariate), and bookkeeping constants.
+NOT_SAMPLED = (INPUTS - {"body_weight"}) | {"mw_ketamine", "pump_volume"}
 
 
 def default_population_parameters(species: str) -> list[str]:
