@@ -56,3 +56,25 @@ fig = plot_morris(res.indices.loc["spine_gain_24h"], "spine_gain_24h", "Rat: Mor
 
 # %%
 fig = plot_convergence(res.convergence, "spine_gain_24h", "Morris mu* vs number of trajectories")
+
+# %% [markdown]
+# ## Robustness of the drug-free operating point
+#
+# Before any global analysis, check where the drug-free state stays physiological (converged, Jacobian-stable,
+# pyramidal rate <= 20 Hz and interneuron rate <= 80 Hz). Each parameter alone at its range ends, then the
+# physiological branch followed along Mg2+ and the GABA reversal potential until it ends (a saddle-node: the
+# circuit jumps to its ~50 Hz runaway branch). Same analyses as `ketamine-cascade robustness`.
+
+# %%
+from analysis.analyses import robustness as R
+from analysis.plots import plot_continuation, plot_range_ends
+
+ends = R.range_ends("rat", progress=False)
+print(f"{int((~ends['ok']).sum())} of {len(ends)} range ends without a physiological drug-free state")
+fig = plot_range_ends(ends)
+
+# %%
+scans = {p: R.continuation("rat", p, n=21) for p in ("mg_ext", "e_gaba")}
+for p, scan in scans.items():
+    print(p, "branch ends at (below, above):", R.branch_end(scan))
+fig = plot_continuation(scans, {"mg_ext": "mM", "e_gaba": "mV"})
