@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from analysis.analyses.readouts import (
     DAY,
@@ -85,7 +86,10 @@ def dose_response(
     if d.ndim != 1 or len(d) == 0 or np.any(~np.isfinite(d)) or np.any(d <= 0):
         raise ModelError(f"doses must be a non-empty list of positive numbers (mg/kg), got {list(d)}")
     scen = default_scenario(m) if scenario is None else dict(scenario)
-    rows = {float(x): simulate_readouts(m, {**scen, "dose": float(x)}, names, equilibrate=False) for x in d}
+    rows = {
+        float(x): simulate_readouts(m, {**scen, "dose": float(x)}, names, equilibrate=False)
+        for x in tqdm(d, desc="doses", unit="dose", disable=None)
+    }
     return pd.DataFrame(rows).T.rename_axis("dose_mg_per_kg")
 
 
@@ -308,7 +312,7 @@ def scan_1d(
     v = _scan_values(m, parameter, values, n, log)
     scen = default_scenario(m) if scenario is None else dict(scenario)
     rows = {}
-    for x in v:
+    for x in tqdm(v, desc=f"scan {parameter}", unit="value", disable=None):
         r, err = readouts_or_failure(m, {**scen, parameter: float(x)}, names)
         rows[float(x)] = {**r.to_dict(), "error": err}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis(parameter)
@@ -333,7 +337,7 @@ def scan_2d(
     v2 = _scan_values(m, parameters[1], values[1], ns[1], None)
     scen = default_scenario(m) if scenario is None else dict(scenario)
     rows = []
-    for a in v1:
+    for a in tqdm(v1, desc=f"scan {parameters[0]} x {parameters[1]}", unit="row", disable=None):
         for b in v2:
             r, err = readouts_or_failure(m, {**scen, parameters[0]: float(a), parameters[1]: float(b)}, names)
             rows.append({parameters[0]: float(a), parameters[1]: float(b), **r.to_dict(), "error": err})

@@ -45,6 +45,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from analysis.analyses.readouts import (
     DAY,
@@ -290,7 +291,7 @@ def fd_timecourse_sensitivities(
     obs = list(observables)
     base = _equilibrated_course(m, scen, obs, t_after, equilibrate)
     blocks = {}
-    for p in ids:
+    for p in tqdm(ids, desc="FD time courses", unit="parameter", disable=None):
         p0 = float(scen.get(p, m.defaults[p]))
         hi = _equilibrated_course(m, {**scen, p: p0 * (1 + step)}, obs, t_after, equilibrate)
         lo = _equilibrated_course(m, {**scen, p: p0 * (1 - step)}, obs, t_after, equilibrate)
@@ -423,7 +424,7 @@ def readout_sensitivities(
     m.check_parameters(scen)
     base = simulate_readouts(m, scen, names, equilibrate=equilibrate).values
     rows = {}
-    for p in ids:
+    for p in tqdm(ids, desc="readout sensitivities", unit="parameter", disable=None):
         p0 = float(scen.get(p, m.defaults[p]))
         hi = simulate_readouts(m, {**scen, p: p0 * (1 + step)}, names, equilibrate=equilibrate).values
         lo = simulate_readouts(m, {**scen, p: p0 * (1 - step)}, names, equilibrate=equilibrate).values
@@ -470,7 +471,7 @@ def bounds_tornado(
     scen = default_scenario(m) if scenario is None else dict(scenario)
     base = float(simulate_readouts(m, scen, names, equilibrate=True).iloc[0])
     rows = {}
-    for p in ids:
+    for p in tqdm(ids, desc="bounds tornado", unit="parameter", disable=None):
         lo, hi = bounds.loc[p, "lower"], bounds.loc[p, "upper"]
         res = [readouts_or_failure(m, {**scen, p: x}, names, equilibrate=True) for x in (lo, hi)]
         vals = [float(r.iloc[0]) for r, _ in res]
