@@ -275,3 +275,16 @@ def test_first_run_of_a_fresh_model_uses_the_given_parameters():
         second = fresh.simulate_array(T, params, OBS, equilibrate=False)
     np.testing.assert_array_equal(first, second)
     assert float(fresh.rr["k_sp_translation"]) == 0.0015
+
+
+def test_time_limited_run_does_not_leak_a_dose_into_the_next_run():
+    """libroadrunner fires the dose event at the next reset after a run that started at t > 0; the segmented
+    (time-limited) path must leave the model clean: the next run equals the same run on its own."""
+    model = load_model("rat")
+    times = np.arange(0, 8 * 3600 + 1, 600.0)
+    params = {"dose": 10.0, "t_dose": 7200.0}
+    alone = model.simulate_array(times, params, ["ketamine_plasma"])
+    limited = model.simulate_array(times, {"dose": 10.0, "t_dose": 3600.0}, ["ketamine_plasma"], time_limit=60)
+    after = model.simulate_array(times, params, ["ketamine_plasma"])
+    np.testing.assert_array_equal(after, alone)
+    assert np.abs(after[times < 7200]).max() < 1e-12 and np.abs(limited[times < 3600]).max() < 1e-12
