@@ -130,7 +130,7 @@ def continuation(
     else:
         lo, hi = span
     rows = {}
-    space = m._state_space()
+    space = m.space
     for target in (lo, hi):
         m.apply({"t_dose": 1e30})  # from the shipped state, dose disarmed
         for x in np.linspace(x0, target, max(2, n // 2 + 1)):

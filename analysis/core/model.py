@@ -140,7 +140,7 @@ class CascadeModel:
         self._ids = set(m.getGlobalParameterIds()) | set(m.getCompartmentIds()) | set(m.getReactionIds())
         self._selections: dict[tuple[str, ...], list[str]] = {}
         # state layout and tolerances once, at load, so that every simulation of this model starts alike
-        self._space: steady_state.StateSpace | None = steady_state.state_space(self.rr)
+        self.space: steady_state.StateSpace = steady_state.state_space(self.rr)
         steady_state.fix_tolerances(self.rr)
         self._drug_only: frozenset[str] | None = None
         self._end_state: dict[str, float] | None = None  # final rates of a segmented run (Hz)
@@ -294,19 +294,11 @@ class CascadeModel:
         """Parameters that do not enter the drug-free dynamics (found once per model by perturbation, ~50 ms)."""
         if self._drug_only is None:
             candidates = [p for p in self.parameters if p not in INPUTS]
-            self._drug_only = steady_state.drug_only_parameters(self.rr, self._space, candidates, self.defaults)
+            self._drug_only = steady_state.drug_only_parameters(self.rr, self.space, candidates, self.defaults)
         return self._drug_only
 
-    def _state_space(self) -> steady_state.StateSpace:
-        if self._space is None:
-            self._space = steady_state.state_space(self.rr)
-        return self._space
-
     def _warn_if_not_steady(self, params: Mapping[str, object]) -> None:
-        rates = np.abs(np.asarray(self.rr.getRatesOfChange(), dtype=float))
-        space = self._state_space()
-        scale = np.maximum(np.abs(steady_state._get_state(self.rr, space)), steady_state.X_FLOOR)
-        worst = float(np.max(rates / scale))
+        worst = float(np.max(steady_state.relative_rates(self.rr, self.space)))
         if worst > steady_state.MAX_RELATIVE_RATE:
             changed = sorted(set(params) - INPUTS)
             warnings.warn(
@@ -325,7 +317,7 @@ class CascadeModel:
         """
         self.apply({**dict(parameters or {}), "t_dose": 1e30})
         try:
-            return steady_state.equilibrate(self.rr, self._state_space())
+            return steady_state.equilibrate(self.rr, self.space)
         except Exception as exc:  # the solver itself failed on the way: no drug-free state
             nan = float("nan")
             return StateCheck(False, f"solver failed while equilibrating: {exc}", nan, nan, nan, "", nan, nan)

@@ -35,7 +35,7 @@ Procedure (:func:`equilibrate`)
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import linalg
@@ -75,9 +75,6 @@ class StateCheck:
     worst_state: str
     newton_step: float
     max_eigenvalue: float
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -233,12 +230,19 @@ def snap_structural_zeros(rr, space: StateSpace, tolerance: float) -> None:
         em.setFloatingSpeciesAmounts(amounts)
 
 
+def relative_rates(rr, space: StateSpace, x: np.ndarray | None = None, f: np.ndarray | None = None) -> np.ndarray:
+    """|dx/dt| / max(|x|, X_FLOOR) of every state at the current state (1/s)."""
+    x = _get_state(rr, space) if x is None else x
+    f = np.asarray(rr.getRatesOfChange(), dtype=float) if f is None else f
+    return np.abs(f) / np.maximum(np.abs(x), X_FLOOR)
+
+
 def check_state(rr, space: StateSpace) -> StateCheck:
     """Check the current state of ``rr`` as a drug-free steady state (see the module docstring)."""
     rate_pyr, rate_int = float(rr["rate_pyr"]), float(rr["rate_int"])
     jac, x, f = jacobian(rr, space)
     scale = np.maximum(np.abs(x), X_FLOOR)
-    rel = np.abs(f) / scale
+    rel = relative_rates(rr, space, x, f)
     worst = int(np.argmax(rel))
     q = space.basis
     reduced = q.T @ jac @ q
