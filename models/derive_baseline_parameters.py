@@ -92,19 +92,25 @@ def calibrate(D):
     put(rows, "g_gaba_pyr", D["IgE"] / (gact * (VE - Eg)))
     put(rows, "i_ext_pyr", D["IxE"])
     IE = D["IaE"] + D["InE"] - D["IgE"] + D["IxE"]
-    put(rows, "r_in_pyr", (VE - g("v_rest_pyr")) / IE)
+    # v = v_rest + r_in * (I_syn + I_h - I_h(rest)); the resting Ih depolarises the cell by dVh mV
+    # (so removing it all hyperpolarises by dVh), i.e. r_in * g_h * (e_h - v_rest) = dVh.
+    a, c = VE - g("v_rest_pyr"), g("e_h") - g("v_rest_pyr")
+    r_in = a * (1 + D["dVh"] / c) / IE
+    put(rows, "r_in_pyr", r_in)
+    put(rows, "g_h_pyr", D["dVh"] / (r_in * c))
     put(rows, "g_ampa_int", D["IaI"] / (ampa * (E - VI)))
     put(rows, "g_nmda_int", D["InI"] / (O_int * mfI * (E - VI)))
     put(rows, "i_ext_int", D["IxI"])
     II = D["IaI"] + D["InI"] + D["IxI"]
     put(rows, "r_in_int", (VI - g("v_rest_int")) / II)
-    put(rows, "i_slope_pyr", D["sE"])
-    put(rows, "i_slope_int", D["sI"])
-    put(rows, "i_half_pyr", IE + D["sE"] * math.log(g("rate_max_pyr") / D["rE"] - 1))
-    put(rows, "i_half_int", II + D["sI"] * math.log(g("rate_max_int") / D["rI"] - 1))
-    # glutamate: uptake at glu0 balanced by release (fraction frel) and non-vesicular source
+    # firing follows the membrane potential: rate = rate_max / (1 + exp((v_half - v) / v_slope))
+    put(rows, "v_half_pyr", VE + g("v_slope_pyr") * math.log(g("rate_max_pyr") / D["rE"] - 1))
+    put(rows, "v_half_int", VI + g("v_slope_int") * math.log(g("rate_max_int") / D["rI"] - 1))
+    # glutamate: uptake at glu0 balanced by depressing vesicular release (fraction frel; available
+    # resources x0 = 1 / (1 + U tau rE) at the baseline rate) and the non-vesicular source
     up = g("vmax_eaat") * glu0 / (g("km_eaat") + glu0)
-    put(rows, "k_glu_release", D["frel"] * up / D["rE"])
+    x0 = 1 / (1 + g("u_release") * g("tau_release_recovery") * D["rE"])
+    put(rows, "k_glu_release", D["frel"] * up / (g("u_release") * x0 * D["rE"]))
     put(rows, "k_glu_nonvesicular", (1 - D["frel"]) * up)
     # Ca2+: entry split L-type / NMDA / leak at ca0
     ca0 = D["ca0"]
@@ -169,15 +175,14 @@ DESIGN = dict(
     rE=2.0,
     rI=10.0,
     IaE=40,
-    InE=50,
-    IgE=50,
-    IxE=40,
+    InE=40,
+    IgE=100,
+    IxE=90,
+    dVh=6.0,
     IaI=50,
     InI=60,
     IxI=0,
-    sE=40,
-    sI=30,
-    frel=0.6,
+    frel=0.9,
     ca0=0.1,
     fL=0.7,
     fN=0.1,

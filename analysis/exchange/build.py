@@ -16,6 +16,8 @@ from pathlib import Path
 import antimony
 import libsbml
 
+from analysis.core import steady_state
+
 from analysis.core.io import write_text_atomic
 from analysis.core.paths import MODELS, SBML_DIR, SPECIES, sbml_path
 from analysis.core.tables import (
@@ -259,8 +261,10 @@ def steady_state_values(sbml: str) -> dict[str, float]:
     rr.reset()
     rr.integrator.absolute_tolerance = 1e-12
     rr.integrator.relative_tolerance = 1e-9
-    # relax through the fast (ms) and slow (weeks) time scales, then polish
-    rr.simulate(0, 2e8, 3)
+    # relax through the fast (ms) and slow (weeks) time scales, then Newton-polish the slowest
+    # (persistent spines live for years)
+    rr.simulate(0, steady_state.EQUILIBRATION_TIME, 3)
+    steady_state.polish(rr, steady_state.state_space(rr))
     species = list(rr.model.getFloatingSpeciesIds())
     ids = species + list(rr.model.getRateRuleSymbols())
     # species as concentrations ([id]); rate-rule parameters by value
