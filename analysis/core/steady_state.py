@@ -286,6 +286,23 @@ def check_state(rr, space: StateSpace) -> StateCheck:
     )
 
 
+#: CVODE step limit per pre-run segment.  A subject far from its own steady state (a homeostat that has
+#: to rescale its synapses several-fold) can spend ~10^5 steps in a slowly damped transient of the fast
+#: circuit; the default limit (20,000) is meant for dosed runs.
+PRE_RUN_MAX_STEPS = 500_000
+
+
+def pre_run_segments(duration: float) -> list[float]:
+    """End times (s) of the pre-run's segments: one per decade from 10 s, then ``duration``.
+
+    CVODE's step limit (mxstep) applies to each call; a subject that starts far from its steady state
+    spends thousands of millisecond steps in its fast transient before the slow relaxation, so one call
+    over 1e10 s can run out of steps where decade-spaced calls do not.
+    """
+    ends = [10.0**k for k in range(1, 16) if 10.0**k < duration]
+    return [*ends, duration]
+
+
 #: Newton iterations of :func:`polish` after the pre-run.
 POLISH_ITERATIONS = 3
 
@@ -325,7 +342,16 @@ def equilibrate(rr, space: StateSpace, duration: float = EQUILIBRATION_TIME) -> 
 
     The model is left at the equilibrated state (model time ``duration``); the caller restarts its clock.
     """
-    rr.simulate(0.0, duration, 2)
+    integrator = rr.getIntegrator()
+    steps = integrator.getValue("maximum_num_steps")
+    integrator.setValue("maximum_num_steps", PRE_RUN_MAX_STEPS)
+    try:
+        start = 0.0
+        for end in pre_run_segments(duration):
+            rr.simulate(start, end, 2)
+            start = end
+    finally:
+        integrator.setValue("maximum_num_steps", steps)
     polish(rr, space)
     snap_structural_zeros(rr, space, ABS_TOLERANCE)
     return check_state(rr, space)

@@ -39,6 +39,7 @@ SHARED_FRAGMENTS = [
     "glutamate_ampa.ant",
     "signalling.ant",
     "synaptogenesis.ant",
+    "homeostasis.ant",
     "outputs.ant",
 ]
 FRAGMENTS = {sp: [f"pk_{sp}.ant", *SHARED_FRAGMENTS] for sp in SPECIES}
@@ -263,7 +264,10 @@ def steady_state_values(sbml: str) -> dict[str, float]:
     rr.integrator.relative_tolerance = 1e-9
     # relax through the fast (ms) and slow (weeks) time scales, then Newton-polish the slowest
     # (persistent spines live for years)
-    rr.simulate(0, steady_state.EQUILIBRATION_TIME, 3)
+    start = 0.0
+    for end in steady_state.pre_run_segments(steady_state.EQUILIBRATION_TIME):
+        rr.simulate(start, end, 2)
+        start = end
     steady_state.polish(rr, steady_state.state_space(rr))
     species = list(rr.model.getFloatingSpeciesIds())
     ids = species + list(rr.model.getRateRuleSymbols())
