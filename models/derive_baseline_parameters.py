@@ -148,35 +148,16 @@ def calibrate(D):
         "k_bdnf_translation",
         (g("k_bdnf_degradation") * D["bdnf_ves0"] + release) / (eef2 * (g("bdnf_translation_basal") + m_frac)),
     )
-    # spines (per um; rates per s): new PSD-95-negative spines N0, new PSD-bearing T0, persistent S0.
-    day = 86400.0
-    F0 = D["spine_formation_per_day"] / day  # formation of new spines, per um per s (density 1 per um)
-    tauN, pcap = D["nascent_lifetime"], D["capture_fraction"]
-    tauT = D["transient_lifetime"]
-    N0, T0 = F0 * tauN, pcap * F0 * tauT
-    S0 = D["density0"] - N0 - T0
-    k_el_s = g("k_spine_elim_stable")
-    k_stab = k_el_s * S0 / T0
-    put(rows, "k_spine_stabilisation", k_stab)
-    put(rows, "k_spine_elim_transient", 1 / tauT - k_stab)
-    put(rows, "k_spine_retraction", (1 - pcap) / tauN)
-    put(rows, "k_psd_capture", pcap / (tauN * D["sp0"]))
+    put(rows, "k_sp_degradation", math.log(2) / D["sp_thalf"])
+    put(rows, "k_sp_translation", g("k_sp_degradation") * D["sp0"] / (eef2 * tl))
     n = g("n_sp_spine")
     put(rows, "k_sp_spine", D["sp0"] * ((1 - D["drive0"]) / D["drive0"]) ** (1 / n))
-    put(rows, "k_spine_formation", F0 / D["drive0"])
-    # synaptic scaffold: bound pool B0 at occupancy occ0 of the slots of the PSD-bearing spines
-    B0, sp0 = D["bound0"], D["sp0"]
-    syn0 = T0 + S0
-    slots0 = B0 / D["occ0"]
-    put(rows, "scaffold_capacity", slots0 * g("spine_density_ref") / syn0)
-    k_off, k_turn = g("k_scaffold_off"), g("k_scaffold_turnover")
-    put(rows, "k_scaffold_on", (k_off + k_turn) * B0 / (sp0 * (slots0 - B0)))
-    # dendritic pool: synthesis = degradation + bound turnover + scaffold of new synapses
-    put(rows, "k_sp_degradation", math.log(2) / D["sp_thalf"])
-    capture_flux = pcap * F0
-    new_syn = capture_flux * B0 / syn0
-    synth = g("k_sp_degradation") * sp0 + k_turn * B0 + new_syn
-    put(rows, "k_sp_translation", synth / (eef2 * tl))
+    # spines: transient T0, stable S0
+    T0, S0, dr = D["T0"], D["S0"], D["drive0"]
+    put(rows, "k_spine_stabilisation", g("k_spine_elim_stable") * S0 / (dr * T0))
+    matflux = T0 * (g("k_spine_elim_transient") + g("k_spine_stabilisation") * dr)
+    N0 = matflux / g("k_spine_maturation")
+    put(rows, "k_spine_formation", N0 * (g("k_spine_maturation") + g("k_spine_retraction")) / dr)
     save(rows)
     return dict(O_pyr=O_pyr, O_int=O_int, ampa=ampa, mfE=mfE, mfI=mfI)
 
@@ -220,13 +201,8 @@ DESIGN = dict(
     sp0=1.0,
     sp_thalf=7200.0,
     drive0=0.05,
-    bound0=1.0,
-    occ0=0.7,
-    density0=1.0,
-    spine_formation_per_day=0.08,
-    nascent_lifetime=12 * 3600.0,
-    capture_fraction=0.3,
-    transient_lifetime=7 * 86400.0,
+    T0=0.3,
+    S0=0.7,
 )
 if __name__ == "__main__":
     D = dict(DESIGN)
