@@ -18,6 +18,11 @@ KNOWN_FAILURES = {
     "glutamate_50_no_effect": "conflicts with glutamate_30 and glutamate_200 under one brain exposure: as the drug "
     "washes out, any dose passes through the disinhibition window, so 50 mg/kg shows a "
     "delayed rise within 3 h",
+    "glutamate_200_anaesthetic": "read as the dialysis study reads it (20-min means), 200 mg/kg dips only to 0.91: "
+    "the model has no hypnotic target besides NMDA receptors, so anaesthetic concentrations cannot silence "
+    "pyramidal output (the 0.85 passed before only as an instantaneous minimum; HCN1 is the model-v2 issue)",
+    "synaptic_proteins_72h": "the synaptic proteins sit in one pool with a 2-h half-life, so the excess has gone by "
+    "24 h; the 72-h rise needs a synapse-bound scaffold that scales with synapse number (model-v2 issue)",
 }
 TARGETS = read_targets()
 
@@ -39,6 +44,24 @@ def test_known_failures_still_fail():
         if t.id in KNOWN_FAILURES:
             v = evaluate(t)
             assert not (t.lower <= v <= t.upper), f"{t.id} now passes ({v:.4g}): remove it from KNOWN_FAILURES"
+
+
+def test_dialysis_bins_are_time_averages_over_whole_sampling_intervals():
+    import numpy as np
+    import pandas as pd
+
+    from analysis.analyses.validate import DIALYSIS_READOUT, dialysis_bins
+
+    t = np.arange(0.0, 100.5, 0.5)  # min
+    s = pd.Series(1.0 + np.where(t < 30, t / 30, 0.0), index=t)  # ramp to 2 over 30 min, then back to 1
+    bins = dialysis_bins(s, 0.0, 95.0, 20.0)
+    assert list(bins.index) == [0.0, 20.0, 40.0, 60.0]  # only whole bins inside [0, 95]
+    assert bins.iloc[0] == pytest.approx(1.0 + 10 / 30, abs=1e-3)  # mean of the ramp over 0-20 min
+    assert bins.iloc[1] == pytest.approx((10 + (30**2 - 20**2) / 60 + 10) / 20, abs=2e-2)  # ramp to 30 min, then 1
+    assert bins.iloc[2] == pytest.approx(1.0) and bins.max() < s.max()  # binning flattens the peak
+    assert DIALYSIS_READOUT.fullmatch("dialysis_min:20") and not DIALYSIS_READOUT.fullmatch("dialysis_min")
+    with pytest.raises(ValueError, match="no whole"):
+        dialysis_bins(s, 0.0, 10.0, 20.0)
 
 
 def test_every_stage_is_covered():

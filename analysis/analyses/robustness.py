@@ -1,7 +1,9 @@
 """Robustness of the drug-free operating point over the parameter table's plausible ranges.
 
 Three analyses, all on the checks of :mod:`analysis.core.steady_state` (converged, Jacobian-stable,
-physiological firing):
+physiological firing), and optionally a dosed run of every set that passes (``dose``: the set is
+equilibrated drug-free, dosed, and simulated for :data:`DOSED_HORIZON`; a run that ends on the runaway branch
+(:class:`~analysis.core.errors.RunawayError`) or makes the solver fail is a failure with its reason):
 
 * :func:`range_ends` - every parameter alone at the lower and the upper end of its range;
 * :func:`joint_box` - all chosen parameters drawn together, log-uniformly inside their ranges
@@ -16,6 +18,7 @@ CLI: ``ketamine-cascade robustness --species rat --samples 1000 --out results/ro
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -24,12 +27,18 @@ from tqdm import tqdm
 
 from analysis.analyses.sensitivity import as_model
 from analysis.core import steady_state
+from analysis.core.errors import SimulationError
 from analysis.core.model import INPUTS, CascadeModel
 from analysis.core.tables import parameter_bounds, read_parameters
 
 #: Parameters a continuation scan follows by default: the ones the model-v2 issue names as most sensitive.
 CONTINUATION_DEFAULT = ("mg_ext", "e_gaba", "v_rest_pyr", "g_ampa_pyr")
 COLUMNS = ["ok", "rate_pyr", "rate_int", "max_eigenvalue", "max_relative_rate", "reason"]
+#: Simulated time (s) after the dose in the dosed check: a week covers the surge, the synaptic response
+#: and its return.
+DOSED_HORIZON = 7 * 86400.0
+#: Output times of the dosed check (s after the dose): the run is what is checked, not a time course.
+DOSED_TIMES = np.array([0.0, 600.0, 3600.0, 6 * 3600.0, 86400.0, DOSED_HORIZON])
 
 
 def survey_parameters(species: str, evidence: Sequence[str] = ("measured", "derived")) -> list[str]:
@@ -51,22 +60,52 @@ def _row(check: steady_state.StateCheck) -> dict:
     return {c: getattr(check, c) for c in COLUMNS}
 
 
+def dosed_check(m: CascadeModel, parameters: dict[str, float], dose: float) -> tuple[bool, str]:
+    """Equilibrate ``parameters`` drug-free, give ``dose`` (mg/kg) and simulate :data:`DOSED_HORIZON` s.
+
+    Returns (ok, reason): not ok when the run ends on the runaway branch, the solver fails, or the set has
+    no physiological drug-free state.  The model's parameters are restored by its next ``apply``.
+    """
+    try:
+        m.simulate(DOSED_TIMES, {**parameters, "dose": dose}, ["rate_pyr"], equilibrate=True)
+    except SimulationError as exc:  # the message names the set; the table already holds it
+        return False, f"{type(exc).__name__}: " + re.sub(r" with parameters \{[^}]*\}", "", str(exc))
+    return True, ""
+
+
+def _with_dosed(m: CascadeModel, rows: dict, sets: dict, dose: float | None, progress: bool) -> None:
+    """Add ``dosed_ok``/``dosed_reason`` to each row whose drug-free state passed (in place)."""
+    if not dose:
+        return
+    for key in tqdm(rows, desc=f"dosed {dose:g} mg/kg", disable=not progress):
+        row = rows[key]
+        row["dosed_ok"], row["dosed_reason"] = (
+            dosed_check(m, sets[key], dose) if row["ok"] else (False, "no physiological drug-free state")
+        )
+
+
 def range_ends(
-    model: CascadeModel | str, parameters: Sequence[str] | None = None, progress: bool = True
+    model: CascadeModel | str,
+    parameters: Sequence[str] | None = None,
+    progress: bool = True,
+    dose: float | None = None,
 ) -> pd.DataFrame:
     """Each parameter alone at the lower and upper end of its plausible range (others at their values).
 
     Returns a DataFrame indexed by (parameter, end) with the parameter's value and the checks of the
-    drug-free state (``ok``, rates in Hz, largest eigenvalue in 1/s, the reason when it failed).
+    drug-free state (``ok``, rates in Hz, largest eigenvalue in 1/s, the reason when it failed); with a
+    ``dose`` (mg/kg) also ``dosed_ok``/``dosed_reason`` of :func:`dosed_check`.
     """
     m = as_model(model)
     ids = survey_parameters(m.species) if parameters is None else list(parameters)
     bounds = parameter_bounds(m.species, ids)
-    rows = {}
+    rows, sets = {}, {}
     for p in tqdm(ids, desc="range ends", unit="parameter", disable=not progress):
         for end in ("lower", "upper"):
             x = float(bounds.loc[p, end])
+            sets[(p, end)] = {p: x}
             rows[(p, end)] = {"value": x, **_row(m.drug_free_state({p: x}))}
+    _with_dosed(m, rows, sets, dose, progress)
     m.apply({})
     df = pd.DataFrame.from_dict(rows, orient="index")
     df.index = pd.MultiIndex.from_tuples(df.index, names=["parameter", "end"])
@@ -93,19 +132,22 @@ def joint_box(
     seed: int = 0,
     parameters: Sequence[str] | None = None,
     progress: bool = True,
+    dose: float | None = None,
 ) -> pd.DataFrame:
-    """The checks of the drug-free state for ``n`` jointly sampled parameter sets (:func:`sample_box`).
+    """The checks of the drug-free state for ``n`` jointly sampled parameter sets (:func:`sample_box`);
+    with a ``dose`` (mg/kg) also the dosed run of each (:func:`dosed_check`).
 
     Returns the samples with the check columns appended (one row per set).
     """
     m = as_model(model)
     samples = sample_box(m.species, n, seed, parameters)
-    rows = [
-        _row(m.drug_free_state(row.to_dict()))
-        for _, row in tqdm(samples.iterrows(), total=n, desc="joint box", disable=not progress)
-    ]
+    sets = {i: row.to_dict() for i, row in samples.iterrows()}
+    rows = {
+        i: _row(m.drug_free_state(p)) for i, p in tqdm(sets.items(), total=n, desc="joint box", disable=not progress)
+    }
+    _with_dosed(m, rows, sets, dose, progress)
     m.apply({})
-    return pd.concat([samples, pd.DataFrame(rows, index=samples.index)], axis=1)
+    return pd.concat([samples, pd.DataFrame.from_dict(rows, orient="index").reindex(samples.index)], axis=1)
 
 
 def continuation(
@@ -155,4 +197,4 @@ def branch_end(scan: pd.DataFrame) -> tuple[float | None, float | None]:
     return (float(below.max()) if len(below) else None, float(above.min()) if len(above) else None)
 
 
-__all__ = ["branch_end", "continuation", "joint_box", "range_ends", "sample_box", "survey_parameters"]
+__all__ = ["branch_end", "continuation", "dosed_check", "joint_box", "range_ends", "sample_box", "survey_parameters"]

@@ -4,6 +4,10 @@ Readouts (times in minutes after the dose, as in the table):
 
 * ``value``       observable at ``t_start``
 * ``max``/``min`` extreme of the observable in [t_start, t_end]
+* ``dialysis_max:<w>``/``dialysis_min:<w>``  microdialysis readout: the observable averaged over
+                  consecutive sampling bins of ``w`` minutes from t_start (the protocol's sampling
+                  interval; only whole bins inside [t_start, t_end]), then the largest/smallest bin
+                  mean, as a dialysis study reports it (:func:`dialysis_bins`)
 * ``half_life``   log-linear terminal half-life (h) between t_start and t_end
 * ``lag``         ``a|b``: onset of b's response minus onset of a's (time to half of the
                   largest deviation from baseline, min)
@@ -47,6 +51,8 @@ VALIDATION_COLUMNS = [
     "note",
 ]
 READOUTS = {"value", "max", "min", "half_life", "lag", "gain_ratio", "ic50", "ic50_ratio", "mgfree"}
+#: Binned (microdialysis) readouts: ``dialysis_max:20`` = largest mean over 20-min sampling bins.
+DIALYSIS_READOUT = re.compile(r"dialysis_(max|min):(\d+(?:\.\d+)?)")
 PRETREATMENT = 3600.0  # s between intervention start and dose in blockade experiments
 
 
@@ -102,7 +108,7 @@ def read_targets(path=None) -> list[Target]:
             )
         except ValueError as exc:
             raise TableError(f"validation.tsv:{n}: {exc}") from None
-        if t.readout not in READOUTS:
+        if t.readout not in READOUTS and not DIALYSIS_READOUT.fullmatch(t.readout):
             raise TableError(f"validation.tsv:{n}: unknown readout {t.readout!r}")
         if not t.lower < t.upper:
             raise TableError(f"validation.tsv:{n}: lower {t.lower} >= upper {t.upper}")
@@ -153,6 +159,29 @@ def _at(s: pd.Series, t: float) -> float:
 
 def _window(s: pd.Series, a: float, b: float) -> pd.Series:
     return s[(s.index >= a) & (s.index <= b)]
+
+
+def dialysis_bins(s: pd.Series, t_start: float, t_end: float, width: float) -> pd.Series:
+    """Mean of ``s`` over consecutive sampling bins of ``width`` (same unit as the index, here min).
+
+    Bins start at ``t_start``; only whole bins ending at or before ``t_end`` count.  Each mean is the
+    time average (trapezoidal rule on the simulated grid, with the bin edges interpolated), which is what a
+    dialysate collected over the bin contains.  Returns the bin means indexed by bin start.
+    """
+    if not width > 0:
+        raise ValueError(f"dialysis bin width must be positive, got {width}")
+    starts = np.arange(t_start, t_end - width + 1e-9, width)
+    if not len(starts):
+        raise ValueError(f"no whole {width:g}-min bin fits in [{t_start:g}, {t_end:g}]")
+    x, y = s.index.values.astype(float), s.values.astype(float)
+    means = []
+    for a in starts:
+        b = a + width
+        inside = (x > a) & (x < b)
+        xs = np.concatenate([[a], x[inside], [b]])
+        ys = np.interp(xs, x, y)
+        means.append(float(np.sum(0.5 * (ys[1:] + ys[:-1]) * np.diff(xs)) / width))
+    return pd.Series(means, index=starts, name=s.name)
 
 
 def _onset(s: pd.Series) -> float:
@@ -217,6 +246,10 @@ def evaluate(target: Target, runner: _Runner | None = None) -> float:
     s = _series(df, target.observable)
     if target.readout == "value":
         return _at(s, target.t_start)
+    dialysis = DIALYSIS_READOUT.fullmatch(target.readout)
+    if dialysis:
+        bins = dialysis_bins(s, target.t_start, target.t_end, float(dialysis.group(2)))
+        return float(bins.max() if dialysis.group(1) == "max" else bins.min())
     w = _window(s, target.t_start, target.t_end)
     if target.readout == "max":
         return float(w.max())

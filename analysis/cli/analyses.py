@@ -16,6 +16,7 @@ import pandas as pd
 from analysis.core.io import write_atomic
 from analysis.core.model import OBSERVABLES, ModelError
 from analysis.core.paths import RESULTS, SPECIES
+from analysis.core.simulate import DEFAULT_SCENARIOS
 
 GLOBAL_METHODS = ("morris", "sobol")
 
@@ -183,10 +184,13 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     if args.samples < 1:
         raise ModelError(f"--samples must be >= 1, got {args.samples}")
     out = Path(args.out)
-    ends = R.range_ends(args.species)
+    dose = args.dose if args.dose is not None else DEFAULT_SCENARIOS[args.species]["dose"]
+    if dose < 0:
+        raise ModelError(f"--dose must be >= 0 mg/kg, got {dose}")
+    ends = R.range_ends(args.species, dose=dose)
     write_csv(ends, out / "range_ends.csv")
     save_figure(plot_range_ends(ends, f"{args.species}: each parameter alone at its range ends"), out / "range_ends")
-    box = R.joint_box(args.species, args.samples, seed=args.seed)
+    box = R.joint_box(args.species, args.samples, seed=args.seed, dose=dose)
     write_csv(box, out / "joint_box.csv")
     units = {k: p.unit for k, p in read_parameters(args.species).items()}
     scans = {p: R.continuation(args.species, p) for p in (_names(args.continuation) or R.CONTINUATION_DEFAULT)}
@@ -203,6 +207,12 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         f"({100 * (~box['ok']).mean():.1f} %); largest eigenvalue among the others "
         f"{box.loc[box['ok'], 'max_eigenvalue'].max():.3g} /s"
     )
+    if dose:
+        print(
+            f"after {dose:g} mg/kg: {int((~ends['dosed_ok']).sum())} of {len(ends)} range ends and "
+            f"{int((~box['dosed_ok']).sum())} of {len(box)} joint sets fail (runaway, solver failure or no "
+            "drug-free state)"
+        )
     for p, scan in scans.items():
         lo, hi = R.branch_end(scan)
         print(f"continuation {p}: physiological branch ends at {lo} (below) / {hi} (above); "
@@ -271,6 +281,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--species", choices=SPECIES, default="rat")
     p.add_argument("--samples", type=int, default=1000, help="jointly sampled parameter sets (log-uniform)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--dose",
+        type=float,
+        help="mg/kg given to every set after the drug-free check, simulated for 7 days (default: the species' "
+        "default dose; 0 = skip)",
+    )
     p.add_argument("--continuation", help="comma-separated parameters to follow (default: " + ",".join(
         ("mg_ext", "e_gaba", "v_rest_pyr", "g_ampa_pyr")) + ")")  # fmt: skip
     p.add_argument("--out", default=str(RESULTS / "robustness"))
