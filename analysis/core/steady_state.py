@@ -303,6 +303,15 @@ def pre_run_segments(duration: float) -> list[float]:
     return [*ends, duration]
 
 
+#: Pseudo-transient continuation of the pre-run: time constants that set only how fast a state is approached,
+#: not where it lies, are shortened during the first :data:`FAST_RELAXATION_UNTIL` s.  The firing-rate
+#: homeostats (tau_homeostasis, days) would otherwise keep a far-off subject for weeks of model time in a
+#: high-activity transient that costs millions of millisecond steps.  The rest of the pre-run, the polish and
+#: the stability check use the real values, so the state found is a steady state of the real model.
+FAST_RELAXATION = {"tau_homeostasis": 600.0}
+FAST_RELAXATION_UNTIL = 1e5
+
+
 #: Newton iterations of :func:`polish` after the pre-run.
 POLISH_ITERATIONS = 3
 
@@ -345,12 +354,19 @@ def equilibrate(rr, space: StateSpace, duration: float = EQUILIBRATION_TIME) -> 
     integrator = rr.getIntegrator()
     steps = integrator.getValue("maximum_num_steps")
     integrator.setValue("maximum_num_steps", PRE_RUN_MAX_STEPS)
+    ids = set(rr.model.getGlobalParameterIds())
+    slow = {k: rr[k] for k in FAST_RELAXATION if k in ids}
     try:
         start = 0.0
         for end in pre_run_segments(duration):
+            fast = end <= FAST_RELAXATION_UNTIL
+            for k in slow:
+                rr[k] = FAST_RELAXATION[k] if fast else slow[k]
             rr.simulate(start, end, 2)
             start = end
     finally:
+        for k, v in slow.items():
+            rr[k] = v
         integrator.setValue("maximum_num_steps", steps)
     polish(rr, space)
     snap_structural_zeros(rr, space, ABS_TOLERANCE)
