@@ -74,7 +74,9 @@ def test_cvodes_vs_fd_on_real_model():
     params = ["vmax_eaat", "k_glu_release", "i_ext_pyr"]
     scen = {"dose": 0.0}  # the stored state is steady only for the shipped values: a drift each p causes
     fd = S.fd_timecourse_sensitivities(m, params, scen, ["rate_pyr", "rate_int"], t, rel_step=1e-4, equilibrate=False)
-    assert np.abs(fd[("rate_pyr", "k_glu_release")].values[-1]) > 0.1
+    # non-trivial sensitivities to compare (v2: release drives the NMDA-dominated interneurons most)
+    assert np.abs(fd[("rate_int", "k_glu_release")].values[-1]) > 0.1
+    assert np.abs(fd[("rate_pyr", "i_ext_pyr")].values[-1]) > 0.1
     try:
         cv = S.timecourse_sensitivities(m, params, scen, ["rate_pyr", "rate_int"], t, method="cvodes")
     except S.SensitivityError as exc:
@@ -154,11 +156,26 @@ def test_readout_errors():
 
 
 # -- dose-response, interventions, regimens, scans ----------------------------------------------------------------
-def test_dose_response_rat_shows_fall_at_anaesthetic_doses():
-    t = D.dose_response("rat", [3, 10, 30, 300], readouts=["glutamate_peak", "glutamate_trough", "nmda_block_int_peak"])
+def _glutamate_dose_response():
+    return D.dose_response(
+        "rat", [3, 10, 30, 300], readouts=["glutamate_peak", "glutamate_trough", "nmda_block_int_peak"]
+    )
+
+
+def test_dose_response_rat_rises_with_dose_and_blocks_interneurons_monotonically():
+    t = _glutamate_dose_response()
     assert t.loc[10.0, "glutamate_peak"] > t.loc[3.0, "glutamate_peak"] > 1.2
-    assert t.loc[300.0, "glutamate_trough"] < 0.9 < t.loc[30.0, "glutamate_trough"]
     assert t["nmda_block_int_peak"].is_monotonic_increasing
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known failure glutamate_200_anaesthetic (README, Validation): the HCN1 block no longer outweighs the "
+    "disinhibition at anaesthetic concentrations, so glutamate does not fall below 0.9",
+)
+def test_dose_response_rat_shows_fall_at_anaesthetic_doses():
+    t = _glutamate_dose_response()
+    assert t.loc[300.0, "glutamate_trough"] < 0.9 < t.loc[30.0, "glutamate_trough"]
 
 
 def test_interventions_block_the_cascade():
@@ -201,10 +218,11 @@ def test_scans():
 
 
 def test_scan_reports_runaway_instead_of_flat_effect():
-    """mg_ext below ~0.72 mM has no low-activity drug-free state: the scan says so (issue: silent 'no effect')."""
-    s = D.scan_1d("rat", "mg_ext", [0.7, 1.0], readouts=["glutamate_peak"])
-    assert np.isnan(s.loc[0.7, "glutamate_peak"]) and "runaway" in s.loc[0.7, "error"]
-    assert s.loc[1.0, "error"] == "" and s.loc[1.0, "glutamate_peak"] > 1.1
+    """A set without a low-activity drug-free state (here a homeostatic set point of 40 Hz, on the runaway branch)
+    is NaN with its reason in a scan, never a flat 'no effect'."""
+    s = D.scan_1d("rat", "rate_set_pyr", [40.0, 2.0], readouts=["glutamate_peak"])
+    assert np.isnan(s.loc[40.0, "glutamate_peak"]) and "runaway" in s.loc[40.0, "error"]
+    assert s.loc[2.0, "error"] == "" and s.loc[2.0, "glutamate_peak"] > 1.1
 
 
 def test_bad_inputs():

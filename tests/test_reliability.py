@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis.core import steady_state
 from analysis.core.errors import DrugFreeStateError, ModelError, RunawayError
 from analysis.core.model import NotAtSteadyStateWarning, load_model
 from analysis.core.paths import ROOT, sbml_path
@@ -45,27 +46,35 @@ def _one_line_error(proc: subprocess.CompletedProcess) -> str:
 
 
 # -- silently wrong results ----------------------------------------------------------------------
+# The v2 circuit has no runaway subject inside the plausible box (its homeostats hold every set there), so these
+# checks are exercised with subjects made to run away on purpose: a homeostatic set point of 40 Hz (the homeostat
+# then drives the pyramidal cells onto the high branch).
+RUNAWAY = {"rate_set_pyr": 40.0}
+
+
 def test_runaway_subject_is_a_failure_not_no_effect():
     model = load_model("rat")
-    check = model.drug_free_state({"mg_ext": 0.7})
-    assert not check.ok and check.rate_pyr > 40 and "runaway" in check.reason
+    check = model.drug_free_state(RUNAWAY)
+    assert not check.ok and check.rate_pyr > 20 and "runaway" in check.reason
     with pytest.raises(DrugFreeStateError, match="runaway"):
-        model.simulate(T, {"mg_ext": 0.7, "dose": 10}, OBS)  # default: equilibrates because physiology changed
+        model.simulate(T, {**RUNAWAY, "dose": 10}, OBS)  # default: equilibrates because physiology changed
+    steep = {**RUNAWAY, "tau_homeostasis": 600.0}  # a fast homeostat takes it onto the high branch within hours
     with warnings.catch_warnings(record=True) as caught:  # forced plain run: warned, never silently flat
         warnings.simplefilter("always")
         with pytest.raises(RunawayError, match="runaway branch"):  # and it ends in the runaway: refused
-            model.simulate(T, {"mg_ext": 0.7, "dose": 10}, ["rate_pyr"], equilibrate=False)
+            model.simulate(T, {**steep, "dose": 10}, ["rate_pyr"], equilibrate=False)
     assert any(issubclass(w.category, NotAtSteadyStateWarning) for w in caught)
 
 
-def test_dose_that_switches_a_bistable_subject_into_runaway_is_refused():
-    """A subject with a physiological drug-free state can be bistable: the dose's disinhibition switches it to the
-    runaway branch, where it stays.  That run is a failure, never a time course with a 'lasting effect'."""
+def test_run_that_ends_above_the_physiological_rates_is_refused(monkeypatch):
+    """A run whose end state fires above the physiological bound (a bistable subject switched by the dose onto the
+    runaway branch) is a failure, never a time course with a 'lasting effect'.  With the bound lowered below the
+    surge, a run that ends during the surge must be refused the same way, and one that ends after it must not."""
     model = load_model("rat")
-    params = {"mg_ext": 0.74, "dose": 10.0}
-    assert model.drug_free_state(params).ok
+    monkeypatch.setitem(steady_state.MAX_RATE, "rate_pyr", 3.0)  # the 10 mg/kg surge peaks above 3 Hz
     with pytest.raises(RunawayError, match="stayed there"):
-        model.simulate(np.linspace(0, 2 * 86400, 49), params, ["rate_pyr"])
+        model.simulate(np.linspace(0, 1800, 31), {"dose": 10.0}, ["rate_pyr"])
+    assert model.simulate(np.linspace(0, 86400, 25), {"dose": 10.0}, ["rate_pyr"])["rate_pyr"].max() > 3.0
 
 
 def test_drug_free_state_checks_pass_at_the_shipped_operating_point():
@@ -78,8 +87,8 @@ def test_drug_free_state_checks_pass_at_the_shipped_operating_point():
 
 def test_runaway_subject_in_a_population_is_reported_and_left_out_of_the_bands():
     samples = sample_population("rat", 6, seed=2, parameters=["koff_ket"], fixed={"dose": 10.0})
-    samples["mg_ext"] = 1.0
-    samples.loc[3, "mg_ext"] = 0.7  # this subject runs away drug-free
+    samples["rate_set_pyr"] = 2.0
+    samples.loc[3, "rate_set_pyr"] = 40.0  # this subject runs away drug-free
     res = E.run_ensemble(samples, "rat", T, OBS, workers=0, progress=False)
     assert list(res.failures["sample"]) == [3] and "runaway" in res.failures.loc[0, "error"]
     assert 3 not in res.data.index.get_level_values("sample") and res.n_ok == 5

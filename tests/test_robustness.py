@@ -17,19 +17,21 @@ def test_range_ends_report_each_end_with_consistent_checks():
     assert ends.loc[("mg_ext", "upper"), "ok"]
 
 
-def test_dosed_check_runs_each_physiological_set_through_a_dose():
-    # k_ampa_off at its lower end keeps a physiological drug-free state on the shipped model but 10 mg/kg
-    # switches it onto the runaway branch: the dosed check must say so, with the reason
-    ends = R.range_ends("rat", ["k_ampa_off", "koff_ket"], progress=False, dose=10.0)
+def test_dosed_check_runs_each_physiological_set_through_a_dose(monkeypatch):
+    ends = R.range_ends("rat", ["mg_ext", "e_gaba", "koff_ket"], progress=False, dose=10.0)
     assert {"dosed_ok", "dosed_reason"} <= set(ends.columns)
-    assert ends.loc[("koff_ket", "lower"), "dosed_ok"] and ends.loc[("koff_ket", "lower"), "dosed_reason"] == ""
-    low = ends.loc[("k_ampa_off", "lower")]
-    assert low["ok"] and not low["dosed_ok"] and low["dosed_reason"].startswith("RunawayError")
-    assert "with parameters" not in low["dosed_reason"]
-    assert not ends.loc[~ends["ok"], "dosed_ok"].any()  # no drug-free state, no dosed pass
+    # v2: the ends of the parameters that broke v1 (mg_ext low, e_gaba high) hold, drug-free and dosed
+    assert ends["ok"].all() and ends["dosed_ok"].all() and (ends["dosed_reason"] == "").all()
+    m = R.as_model("rat")
+    assert R.dosed_check(m, {}, 10.0) == (True, "")
+    ok, why = R.dosed_check(m, {"rate_set_pyr": 40.0}, 10.0)  # no physiological drug-free state
+    assert not ok and why.startswith("DrugFreeStateError") and "with parameters" not in why
+    monkeypatch.setitem(R.steady_state.MAX_RATE, "rate_pyr", 2.5)  # a surge that ends above the bound: refused
+    monkeypatch.setattr(R, "DOSED_TIMES", np.array([0.0, 600.0, 1800.0]))
+    ok, why = R.dosed_check(m, {"e_gaba": -70.0}, 10.0)
+    assert not ok and why.startswith("RunawayError")
     box = R.joint_box("rat", 6, seed=2, progress=False, dose=10.0)
     assert box["dosed_ok"].le(box["ok"]).all()  # a dosed pass needs a drug-free pass
-    assert R.dosed_check(R.as_model("rat"), {}, 10.0) == (True, "")
 
 
 def test_joint_box_is_log_uniform_inside_the_ranges():

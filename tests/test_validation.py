@@ -12,15 +12,13 @@ import pytest
 from analysis.analyses.validate import evaluate, read_targets
 
 KNOWN_FAILURES = {
-    "firing_sequence": "E and I populations respond within the same minute: the circuit has no slow process "
-    "between interneuron silencing and pyramidal activation (observed delay needs e.g. GABA-B, "
-    "neuromodulation or plasticity, not modelled)",
     "glutamate_50_no_effect": "conflicts with glutamate_30 and glutamate_200 under one brain exposure: as the drug "
     "washes out, any dose passes through the disinhibition window, so 50 mg/kg shows a "
     "delayed rise within 3 h",
-    "glutamate_200_anaesthetic": "read as the dialysis study reads it (20-min means), 200 mg/kg dips only to 0.91: "
-    "the model has no hypnotic target besides NMDA receptors, so anaesthetic concentrations cannot silence "
-    "pyramidal output (the 0.85 passed before only as an instantaneous minimum; HCN1 is the model-v2 issue)",
+    "glutamate_200_anaesthetic": "read as the dialysis study reads it (20-min means), 200 mg/kg stays at 1.10: the "
+    "HCN1 block (90 % at 78 uM) hyperpolarises the pyramidal cells by ~5 mV, less than the disinhibition of the "
+    "NMDA-driven interneurons depolarises them; a stronger hypnotic mechanism (or the anaesthetic network state) "
+    "is missing",
     "synaptic_proteins_72h": "the synaptic proteins sit in one pool with a 2-h half-life, so the excess has gone by "
     "24 h; the 72-h rise needs a synapse-bound scaffold that scales with synapse number (model-v2 issue)",
 }

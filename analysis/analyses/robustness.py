@@ -29,6 +29,7 @@ from analysis.analyses.sensitivity import as_model
 from analysis.core import steady_state
 from analysis.core.errors import SimulationError
 from analysis.core.model import INPUTS, CascadeModel
+from analysis.core.simulate import time_grid
 from analysis.core.tables import parameter_bounds, read_parameters
 
 #: Parameters a continuation scan follows by default: the ones the model-v2 issue names as most sensitive.
@@ -37,8 +38,9 @@ COLUMNS = ["ok", "rate_pyr", "rate_int", "max_eigenvalue", "max_relative_rate", 
 #: Simulated time (s) after the dose in the dosed check: a week covers the surge, the synaptic response
 #: and its return.
 DOSED_HORIZON = 7 * 86400.0
-#: Output times of the dosed check (s after the dose): the run is what is checked, not a time course.
-DOSED_TIMES = np.array([0.0, 600.0, 3600.0, 6 * 3600.0, 86400.0, DOSED_HORIZON])
+#: Output times of the dosed check (s after the dose): the default grid of a 7-day run (every minute for 6 h,
+#: then 400 points), so the check runs exactly what a user's default simulation runs.
+DOSED_TIMES = time_grid(DOSED_HORIZON)
 
 
 def survey_parameters(species: str, evidence: Sequence[str] = ("measured", "derived")) -> list[str]:

@@ -17,7 +17,6 @@ import antimony
 import libsbml
 
 from analysis.core import steady_state
-
 from analysis.core.io import write_text_atomic
 from analysis.core.paths import MODELS, SBML_DIR, SPECIES, sbml_path
 from analysis.core.tables import (

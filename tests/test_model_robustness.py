@@ -1,0 +1,35 @@
+"""The model-v2 robustness criterion on the shipped rat model: every parameter set drawn from the table's own
+plausible ranges has a physiological, stable drug-free state, and 10 mg/kg neither switches it onto the runaway
+branch nor makes the solver fail (issue 8, "A robust operating point")."""
+
+import numpy as np
+import pytest
+
+from analysis.analyses import robustness as R
+
+
+def _failures(df) -> list[str]:
+    bad = df[~(df["ok"] & df["dosed_ok"])]
+    return [f"{i}: {r['reason'] or r['dosed_reason']}"[:200] for i, r in bad.iterrows()]
+
+
+def test_every_parameter_alone_at_either_range_end_holds_drug_free_and_after_10_mg_kg():
+    ends = R.range_ends("rat", progress=False, dose=10.0)
+    assert len(ends) == 2 * len(R.survey_parameters("rat")) >= 50
+    assert not _failures(ends), _failures(ends)
+    assert (ends["rate_pyr"] <= 20).all() and (ends["max_eigenvalue"] < 0).all()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="1 of 1000 subjects (seed 0, sample 211) does not settle drug-free: a slow oscillation of the two "
+    "homeostats through the BDNF-mTORC1-spine loop (period ~2 months); every other subject holds, drug-free and "
+    "after 10 mg/kg (issue 8 stays open for it)",
+)
+def test_1000_joint_log_uniform_subjects_hold_drug_free_and_after_10_mg_kg():
+    box = R.joint_box("rat", 1000, seed=0, progress=False, dose=10.0)
+    assert len(box) == 1000
+    assert not _failures(box), _failures(box)
+    # the homeostats hold each population at its set point; every state is stable (largest eigenvalue < 0)
+    np.testing.assert_allclose(box["rate_pyr"], 2.0, rtol=1e-3)
+    assert (box["max_eigenvalue"] < 0).all()
