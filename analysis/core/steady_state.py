@@ -370,6 +370,10 @@ def equilibrate(rr, space: StateSpace, duration: float = EQUILIBRATION_TIME) -> 
                 rr[k] = FAST_RELAXATION[k] if fast else slow[k]
             rr.simulate(start, end, 2)
             start = end
+        # libroadrunner 2.10: after a run that started at t > 0 (every segment but the first), the next reset()
+        # fires the dose event even when t_dose lies ahead.  A 1-ns run from t = 0 clears that (and restarts
+        # the clock; the state moves by 1 ns of drug-free dynamics, nothing).
+        rr.simulate(0.0, 1e-9, 2)
     finally:
         for k, v in slow.items():
             rr[k] = v
