@@ -31,9 +31,11 @@ def test_raw_roadrunner_recipe(species, t_dose):
         raw = rr.simulate(times=T, selections=OBS)
         ours = model.simulate(T, {"dose": dose, "t_dose": t_dose}, OBS)
         np.testing.assert_allclose(np.asarray(raw), ours.values, rtol=1e-6, atol=1e-9)
-        # with default tolerances a user gets the same solution to solver accuracy (rtol 1e-6, accumulated)
+        # with libroadrunner's default tolerances a user gets the same solution to that solver's accuracy: its
+        # relative tolerance of 1e-6 accumulates to ~2e-4 in the ketamine tail of the v2 model (measured against
+        # a 1e-10 reference; the package runs at 1e-7, README "Solver tolerances")
         default = np.asarray(plain.simulate(times=T, selections=OBS))
-        np.testing.assert_allclose(default, ours.values, rtol=1e-4, atol=1e-8)
+        np.testing.assert_allclose(default, ours.values, rtol=5e-4, atol=1e-8)
         before = raw[T < t_dose]
         assert np.all(np.abs(before[:, 0]) < 1e-12)  # nothing given before t_dose (solver round-off only)
         assert raw[:, 0].max() > 0.1
