@@ -14,11 +14,11 @@ from analysis.analyses import sensitivity as S
 from analysis.plots.analyses import plot_convergence, plot_morris, plot_sensitivity_heatmap, plot_tornado
 
 PARAMS = ["vmax_eaat", "k_glu_release", "i_ext_pyr", "g_nmda_int", "kon_ket", "k_mtorc1_akt", "k_spine_formation"]
-# The global screen moves every parameter across its whole plausible range at once.  Inside those ranges the
-# circuit constants (vmax_eaat, k_glu_release, i_ext_pyr, g_nmda_int) often leave no physiological drug-free
-# state, or let the dose switch the circuit into runaway (`ketamine-cascade robustness` maps this); such sets
-# are failures and Morris drops their trajectories.  The screen therefore covers the drug and the signalling
-# parameters downstream of the circuit.
+# The global screen moves every parameter across its whole plausible range at once.  The lumped circuit
+# constants (vmax_eaat, k_glu_release, i_ext_pyr, g_nmda_int) are designed, not measured, and far from the
+# design the homeostats rescale them away (`ketamine-cascade robustness` maps the measured ones); a set without a
+# physiological drug-free state is a failure and Morris drops its trajectory.  The screen therefore covers the
+# drug and the signalling parameters downstream of the circuit.
 GLOBAL_PARAMS = ["kon_ket", "koff_ket", "k_bdnf_release", "k_mtorc1_akt", "k_sp_translation", "k_spine_formation"]
 
 # %% [markdown]
@@ -62,8 +62,9 @@ fig = plot_convergence(res.convergence, "spine_gain_24h", "Morris mu* vs number 
 #
 # Before any global analysis, check where the drug-free state stays physiological (converged, Jacobian-stable,
 # pyramidal rate <= 20 Hz and interneuron rate <= 80 Hz). Each parameter alone at its range ends, then the
-# physiological branch followed along Mg2+ and the GABA reversal potential until it ends (a saddle-node: the
-# circuit jumps to its ~50 Hz runaway branch). Same analyses as `ketamine-cascade robustness`.
+# physiological branch followed along Mg2+ and the GABA reversal potential to where it ends, if it does (in v1
+# a saddle-node inside the ranges sent the circuit to its ~50 Hz runaway branch; the v2 homeostats hold it).
+# Same analyses as `ketamine-cascade robustness`.
 
 # %%
 from analysis.analyses import robustness as R
