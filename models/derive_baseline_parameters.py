@@ -55,6 +55,19 @@ def put(rows, pid, val, model="both"):
     raise KeyError(pid)
 
 
+def cite(rows, pid, text, model="both"):
+    """Append the source of a design value to a derived row's source."""
+    for r in rows:
+        if r["id"] == pid and r["model"] == model:
+            r["source"] = f"{SOURCE}; {text}"
+
+
+GH_SOURCE = (
+    "the resting Ih depolarises the cells by 6 mV, as its block by ZD7288 hyperpolarises CA1 pyramidal neurons "
+    "by 5.9 mV (Gasparini & DiFrancesco 1997 Pflugers Arch 435:99, DOI 10.1007/s004240050488)"
+)
+
+
 def calibrate(D):
     rows = load()
 
@@ -98,6 +111,7 @@ def calibrate(D):
     r_in = a * (1 + D["dVh"] / c) / IE
     put(rows, "r_in_pyr", r_in)
     put(rows, "g_h_pyr", D["dVh"] / (r_in * c))
+    cite(rows, "g_h_pyr", GH_SOURCE)
     put(rows, "g_ampa_int", D["IaI"] / (ampa * (E - VI)))
     put(rows, "g_nmda_int", D["InI"] / (O_int * mfI * (E - VI)))
     put(rows, "i_ext_int", D["IxI"])
@@ -168,6 +182,9 @@ SOURCE = (
 )
 
 # The designed drug-free operating point (units: uM, mV, Hz, pA, s).
+# Model v2: mean pyramidal potential -62 mV (GABA-A keeps a driving force at every e_gaba of its range),
+# interneurons driven mostly through NMDA receptors (InI 90 of 120 pA; GluN2C/2D, Homayoun & Moghaddam 2007),
+# 90 % of glutamate vesicular (frel), 6 mV of the pyramidal rest carried by Ih (dVh; Gasparini & DiFrancesco 1997).
 DESIGN = dict(
     glu0=1.0,
     VE=-62,
@@ -179,8 +196,8 @@ DESIGN = dict(
     IgE=100,
     IxE=90,
     dVh=6.0,
-    IaI=50,
-    InI=60,
+    IaI=30,
+    InI=90,
     IxI=0,
     frel=0.9,
     ca0=0.1,
