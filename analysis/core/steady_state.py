@@ -8,12 +8,11 @@ naming the failed check, and ensembles record the set as a failure row.
 Procedure (:func:`equilibrate`)
 -------------------------------
 1. Reset to the shipped state (the steady state of the shipped parameters) with the dose disarmed,
-   then integrate drug-free for :data:`EQUILIBRATION_TIME` s (CVODE, two output points; about
-   2 ms).  Integrating, rather than a bare Newton solve, follows the physical trajectory from the
+   then integrate drug-free for :data:`EQUILIBRATION_TIME` s (:func:`pre_run`: CVODE in decade
+   segments, about 10 ms).  Integrating, rather than a bare Newton solve, follows the physical trajectory from the
    reference operating point, so it lands on the attractor that subject actually reaches and
-   never on an unstable fixed point.  Persistent spines live for years, longer than the pre-run,
-   so a few Newton steps on the invariant subspace (:func:`polish`) then remove what is left of
-   the slowest (linear) modes; a step is kept only if it lowers the residual.
+   never on an unstable fixed point.  A few Newton steps on the invariant subspace (:func:`polish`)
+   then remove what is left of the slowest modes; a step is kept only if it lowers the residual.
 2. Snap the drug-bound states to exactly zero.  Without drug their steady state is exactly 0, but
    the stiff solver's dense linear algebra leaves round-off of ~1e-21 in them.  With libroadrunner's
    scalar absolute tolerance that residue was the 1700x slowdown of equilibrated runs: libroadrunner
@@ -44,8 +43,8 @@ from scipy import linalg
 
 from analysis.core.errors import DrugFreeStateError  # noqa: F401  (re-exported)
 
-#: Drug-free integration (s) before the dose (3 years): relaxes every process but the slowest spine modes,
-#: which :func:`polish` finishes.
+#: Drug-free integration (s) before the dose (~300 years of model time, in decade segments): relaxes every
+#: process, including persistent spines and the homeostats; :func:`polish` removes what a slow mode leaves.
 EQUILIBRATION_TIME = 1e10
 #: Largest accepted relative rate of change of any state at the drug-free steady state (1/s).
 MAX_RELATIVE_RATE = 1e-9
@@ -351,17 +350,18 @@ def polish(rr, space: StateSpace, iterations: int = POLISH_ITERATIONS) -> None:
         x, f, best = x_new, f_new, rel
 
 
-def equilibrate(rr, space: StateSpace, duration: float = EQUILIBRATION_TIME) -> StateCheck:
-    """Integrate the already-reset, dose-disarmed model drug-free for ``duration`` s, Newton-polish the slow
-    modes, clean the state, check it.
+def pre_run(rr, duration: float = EQUILIBRATION_TIME, fast_start: bool = True) -> None:
+    """Integrate the already-reset, dose-disarmed model drug-free for ``duration`` s, in decade segments
+    (:func:`pre_run_segments`) with :data:`PRE_RUN_MAX_STEPS` and (``fast_start``) the pseudo-transient start
+    of :data:`FAST_RELAXATION`; the integrator settings and parameters are restored afterwards.
 
-    The model is left at the equilibrated state (model time ``duration``); the caller restarts its clock.
+    The model is left at the relaxed state with its clock restarted at 1 ns.
     """
     integrator = rr.getIntegrator()
     steps = integrator.getValue("maximum_num_steps")
     integrator.setValue("maximum_num_steps", PRE_RUN_MAX_STEPS)
     ids = set(rr.model.getGlobalParameterIds())
-    slow = {k: rr[k] for k in FAST_RELAXATION if k in ids}
+    slow = {k: rr[k] for k in FAST_RELAXATION if k in ids} if fast_start else {}
     try:
         start = 0.0
         for end in pre_run_segments(duration):
@@ -378,6 +378,15 @@ def equilibrate(rr, space: StateSpace, duration: float = EQUILIBRATION_TIME) -> 
         for k, v in slow.items():
             rr[k] = v
         integrator.setValue("maximum_num_steps", steps)
+
+
+def equilibrate(rr, space: StateSpace, duration: float = EQUILIBRATION_TIME) -> StateCheck:
+    """:func:`pre_run` the already-reset, dose-disarmed model for ``duration`` s, Newton-polish the slow
+    modes, clean the state, check it.
+
+    The model is left at the equilibrated state; the caller restarts its clock.
+    """
+    pre_run(rr, duration)
     polish(rr, space)
     snap_structural_zeros(rr, space, ABS_TOLERANCE)
     return check_state(rr, space)
