@@ -225,8 +225,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the analysis subcommands to ``subparsers`` (of the ``ketamine-cascade`` parser)."""
     p = subparsers.add_parser(
         "sensitivity",
-        help="local or global (Morris, Sobol) sensitivity analysis; defaults on 2 cores: local ~15 s, morris ~15 s, "
-        "sobol --samples 256 ~3 min",
+        help="local or global (Morris, Sobol) sensitivity analysis; defaults on 2 cores (model v2): local ~20 s; "
+        "morris over every table parameter > 30 min (sets far from their steady state need long pre-runs; pass "
+        "--parameters to screen fewer); sobol --samples 256 longer still",
     )
     p.add_argument("--species", choices=SPECIES, default="rat")
     p.add_argument("--method", choices=("local",) + GLOBAL_METHODS, default="local")
@@ -275,8 +276,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "robustness",
-        help="drug-free operating point over the plausible ranges (range ends, joint box, continuation); "
-        "~15 s on 2 cores",
+        help="drug-free operating point over the plausible ranges (range ends, joint box, continuation), and a "
+        "dosed run of each set; ~150 s on 2 cores",
     )
     p.add_argument("--species", choices=SPECIES, default="rat")
     p.add_argument("--samples", type=int, default=1000, help="jointly sampled parameter sets (log-uniform)")
