@@ -85,6 +85,39 @@ def test_drug_free_state_checks_pass_at_the_shipped_operating_point():
         assert 0 < check.rate_pyr < 20 and 0 < check.rate_int < 80
 
 
+def test_oscillating_subject_is_a_reported_failure_and_the_model_stays_usable():
+    """A circuit with a very steep pyramidal f-V curve (v_slope_pyr 0.8 mV) has no stable drug-free state: it keeps
+    oscillating.  The pre-run's step budget ends it with that reason (instead of integrating the cycle to 1e10 s),
+    and the integrator settings, selections and the next subject's run are untouched."""
+    model = load_model("rat")
+    rr = model.rr
+    expected = model.simulate(T, {"dose": 10.0}, OBS)
+    selections = list(rr.timeCourseSelections)
+    check = model.drug_free_state({"v_slope_pyr": 0.8})
+    assert not check.ok and "still oscillating" in check.reason and "phase 2" in check.reason
+    assert "unstable" in check.reason or "not at a steady state" in check.reason
+    integrator = rr.getIntegrator()
+    assert integrator.getValue("variable_step_size") is False
+    assert list(rr.timeCourseSelections) == selections
+    assert integrator.getValue("maximum_num_steps") == 20000
+    with pytest.raises(DrugFreeStateError, match="oscillating"):
+        model.simulate(T, {"v_slope_pyr": 0.8, "dose": 10.0}, OBS)
+    # the next run is clean: no stale dose event, no stale state
+    pd.testing.assert_frame_equal(expected, model.simulate(T, {"dose": 10.0}, OBS))
+
+
+def test_pre_run_budget_exhausted_on_a_stable_subject_is_decided_by_the_newton_check(monkeypatch):
+    """If the last pre-run phase runs out of steps on a subject that does have a stable state (here: the shipped
+    parameters with a budget of 3 steps), the Newton solve and the check accept it at the same state."""
+    model = load_model("rat")
+    reference = model.drug_free_state({})
+    x_ref = np.asarray(model.rr.model.getFloatingSpeciesAmounts())
+    monkeypatch.setattr(steady_state, "PRE_RUN_MAX_STEPS", (400_000, 50_000, 3))
+    check = model.drug_free_state({})
+    assert reference.ok and check.ok, check.reason
+    np.testing.assert_allclose(model.rr.model.getFloatingSpeciesAmounts(), x_ref, rtol=1e-5, atol=1e-12)
+
+
 def test_runaway_subject_in_a_population_is_reported_and_left_out_of_the_bands():
     samples = sample_population("rat", 6, seed=2, parameters=["koff_ket"], fixed={"dose": 10.0})
     samples["rate_set_pyr"] = 2.0
