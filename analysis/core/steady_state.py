@@ -165,13 +165,24 @@ def jacobian(rr, space: StateSpace) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     f0 = np.asarray(rr.getRatesOfChange(), dtype=float)
     n = len(x0)
     jac = np.empty((n, n))
+    em = rr.model
+    k = space.n_rules
+    rules = space.ids[:k]
+    amounts = x0[k:].copy()
     try:
-        for j in range(n):
+        # Perturb one component at a time and put only that one back (setting the whole state per column cost
+        # n_rules calls each).
+        for j in range(k):
             h = FD_STEP * max(abs(x0[j]), X_FLOOR)
-            x = x0.copy()
-            x[j] += h
-            _set_state(rr, space, x)
+            em.setValue(rules[j], float(x0[j] + h))
             jac[:, j] = (np.asarray(rr.getRatesOfChange(), dtype=float) - f0) / h
+            em.setValue(rules[j], float(x0[j]))
+        for j in range(k, n):
+            h = FD_STEP * max(abs(x0[j]), X_FLOOR)
+            amounts[j - k] = x0[j] + h
+            em.setFloatingSpeciesAmounts(amounts)
+            jac[:, j] = (np.asarray(rr.getRatesOfChange(), dtype=float) - f0) / h
+            amounts[j - k] = x0[j]
     finally:
         _set_state(rr, space, x0)
     return jac, x0, f0
