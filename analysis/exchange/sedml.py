@@ -29,6 +29,7 @@ import libsbml
 
 from analysis.core.io import write_text_atomic
 from analysis.core.model import OBSERVABLES
+from analysis.core.steady_state import REL_TOLERANCE
 
 if TYPE_CHECKING:
     import libsedml
@@ -40,8 +41,10 @@ SBML_NS = "http://www.sbml.org/sbml/level3/version2/core"
 SBML_LANGUAGE = "urn:sedml:language:sbml.level-3.version-2"
 TIME_SYMBOL = "urn:sedml:symbol:time"
 KISAO_CVODE = "KISAO:0000019"
-#: CVODE settings (KiSAO id -> value); equal to libroadrunner's defaults, used by analysis.core.model.
-ALGORITHM_PARAMETERS = {"KISAO:0000209": 1e-6, "KISAO:0000211": 1e-12}  # relative, absolute tolerance
+#: CVODE settings (KiSAO id -> value): the package's relative tolerance (analysis.core.steady_state.REL_TOLERANCE,
+#: 1e-7; at libroadrunner's default 1e-6 the global error of the v2 model reaches ~2e-4) and libroadrunner's
+#: absolute tolerance 1e-12 (the package uses a per-state vector of that size, which SED-ML cannot express).
+ALGORITHM_PARAMETERS = {"KISAO:0000209": REL_TOLERANCE, "KISAO:0000211": 1e-12}  # relative, absolute tolerance
 DAY = 86400.0
 #: Simulated time (s) and number of output intervals (one point per minute).
 T_END = 7 * DAY
