@@ -340,9 +340,7 @@ class CascadeModel:
             pieces.append(piece if k == 0 else piece[1:])
         self._check_deadline(deadline, params)
         self._end_state = {n: float(self.rr[n]) for n in steady_state.MAX_RATE if n in self._ids}
-        # libroadrunner 2.10: after a run that started at t > 0, the next reset() fires the dose event even when
-        # t_dose lies ahead (measured: 6.3 uM put in the depot at t = 0).  A 1-ns run from t = 0 clears it.
-        self.rr.simulate(0.0, 1e-9, 2)
+        steady_state.clear_dose_event_quirk(self.rr)
         return np.vstack(pieces)
 
     def _check_deadline(self, deadline: float | None, params: dict) -> None:
