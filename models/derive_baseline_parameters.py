@@ -19,16 +19,18 @@ import sys
 from pathlib import Path
 
 P = Path(__file__).resolve().parent / "parameters.tsv"
+#: The table is plain TSV: no field is quoted (source texts may contain quote characters).
+NO_QUOTING = dict(quoting=csv.QUOTE_NONE, quotechar="\x1f")
 
 
 def load():
-    rows = list(csv.DictReader(open(P), delimiter="\t"))
+    rows = list(csv.DictReader(open(P), delimiter="\t", **NO_QUOTING))
     return rows
 
 
 def save(rows):
     with open(P, "w", newline="") as f:
-        w = csv.DictWriter(f, list(rows[0].keys()), delimiter="\t", lineterminator="\n")
+        w = csv.DictWriter(f, list(rows[0].keys()), delimiter="\t", lineterminator="\n", **NO_QUOTING)
         w.writeheader()
         w.writerows(rows)
 
@@ -166,12 +168,28 @@ def calibrate(D):
     put(rows, "k_sp_translation", g("k_sp_degradation") * D["sp0"] / (eef2 * tl))
     n = g("n_sp_spine")
     put(rows, "k_sp_spine", D["sp0"] * ((1 - D["drive0"]) / D["drive0"]) ** (1 / n))
-    # spines: transient T0, stable S0
-    T0, S0, dr = D["T0"], D["S0"], D["drive0"]
-    put(rows, "k_spine_stabilisation", g("k_spine_elim_stable") * S0 / (dr * T0))
-    matflux = T0 * (g("k_spine_elim_transient") + g("k_spine_stabilisation") * dr)
-    N0 = matflux / g("k_spine_maturation")
-    put(rows, "k_spine_formation", N0 * (g("k_spine_maturation") + g("k_spine_retraction")) / dr)
+    # synaptogenic transcription: TrkB activation at the baseline complex level cplx gives
+    # tx_frac0 of the programme's maximal activity; the programme sits at 1 drug-free
+    n_tx = g("n_tx_trkb")
+    put(rows, "k_tx_trkb", cplx * ((1 - D["tx_frac0"]) / D["tx_frac0"]) ** (1 / n_tx))
+    put(rows, "k_program_induction", g("k_program_decay") / D["tx_frac0"])
+    # spines, in vivo turnover: `spine_turnover` of the density forms (and is lost) per day;
+    # a fraction `new_transient_frac` of the new spines is eliminated before it captures
+    # PSD-95; captured ones (new persistent spines) are lost with k_spine_elim_new or
+    # consolidate into persistent spines, which are lost with k_spine_elim_stable.
+    day = 86400.0
+    formed = D["spine_turnover"] / day  # new spines per um per s at density 1
+    fT = D["new_transient_frac"]
+    kT, kP, kS = g("k_spine_elim_transient"), g("k_spine_elim_new"), g("k_spine_elim_stable")
+    T0 = fT * formed / kT
+    captured = (1 - fT) * formed
+    put(rows, "k_psd_capture", captured / (T0 * D["sp0"]))
+    # steady state: P0 = captured / (kP + kC), kS * S0 = kC * P0 and T0 + P0 + S0 = 1; solved for kC
+    a = 1 - T0
+    kC = kS * (a * kP - captured) / (captured - kS * a)
+    put(rows, "k_spine_consolidation", kC)
+    N0 = formed / g("k_spine_maturation")
+    put(rows, "k_spine_formation", N0 * (g("k_spine_maturation") + g("k_spine_retraction")) / D["drive0"])
     save(rows)
     return dict(O_pyr=O_pyr, O_int=O_int, ampa=ampa, mfE=mfE, mfI=mfI)
 
@@ -218,8 +236,9 @@ DESIGN = dict(
     sp0=1.0,
     sp_thalf=7200.0,
     drive0=0.05,
-    T0=0.3,
-    S0=0.7,
+    tx_frac0=0.05,
+    spine_turnover=0.05,
+    new_transient_frac=0.7,
 )
 if __name__ == "__main__":
     D = dict(DESIGN)

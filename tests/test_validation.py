@@ -19,8 +19,6 @@ KNOWN_FAILURES = {
     "HCN1 block (90 % at 78 uM) hyperpolarises the pyramidal cells by ~5 mV, less than the disinhibition of the "
     "NMDA-driven interneurons depolarises them; a stronger hypnotic mechanism (or the anaesthetic network state) "
     "is missing",
-    "synaptic_proteins_72h": "the synapse-bound scaffold follows synapse number, and spines at 72 h are only 1.033, "
-    "so the bound proteins read 1.030 (band >= 1.05); the lasting spine gain is too small (model-v2 issue, items 2-3)",
 }
 TARGETS = read_targets()
 
