@@ -3,7 +3,6 @@ plausible ranges has a physiological, stable drug-free state, and 10 mg/kg neith
 branch nor makes the solver fail (issue 8, "A robust operating point")."""
 
 import numpy as np
-import pytest
 
 from analysis.analyses import robustness as R
 
@@ -20,12 +19,6 @@ def test_every_parameter_alone_at_either_range_end_holds_drug_free_and_after_10_
     assert (ends["rate_pyr"] <= 20).all() and (ends["max_eigenvalue"] < 0).all()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="1 of 1000 subjects (seed 0, sample 211) does not settle drug-free: a slow oscillation of the two "
-    "homeostats through the BDNF-mTORC1-spine loop (period ~2 months); every other subject holds, drug-free and "
-    "after 10 mg/kg (issue 8 stays open for it)",
-)
 def test_1000_joint_log_uniform_subjects_hold_drug_free_and_after_10_mg_kg():
     box = R.joint_box("rat", 1000, seed=0, progress=False, dose=10.0)
     assert len(box) == 1000

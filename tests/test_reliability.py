@@ -118,6 +118,34 @@ def test_pre_run_budget_exhausted_on_a_stable_subject_is_decided_by_the_newton_c
     np.testing.assert_allclose(model.rr.model.getFloatingSpeciesAmounts(), x_ref, rtol=1e-5, atol=1e-12)
 
 
+def test_subject_whose_relaxation_rings_for_months_is_found_by_continuation():
+    """Joint-box sample 211 (seed 0) has a stable drug-free state, but from the shipped state its two homeostats
+    ring for months and the relaxation runs out of budget.  Continuation from the shipped steady state finds the
+    state: set-point rates, every eigenvalue negative; and the model then gives the same dosed run twice."""
+    from analysis.analyses.robustness import sample_box
+
+    model = load_model("rat")
+    subject = sample_box("rat", 1000, seed=0).iloc[211].to_dict()
+    rr = model.rr
+    model.apply({**subject, "t_dose": 1e30})
+    with pytest.raises(steady_state.OscillationError):  # what relaxation alone does
+        steady_state.pre_run(rr)
+    check = model.drug_free_state(subject)
+    assert check.ok, check.reason
+    assert check.rate_pyr == pytest.approx(2.0, rel=1e-6) and check.rate_int == pytest.approx(10.0, rel=1e-6)
+    assert check.max_eigenvalue < 0 and check.max_relative_rate <= steady_state.MAX_RELATIVE_RATE
+    assert all(float(rr[s]) == 0.0 for s in ("ket_depot", "ket_central", "ket_brain_tissue"))  # no stray dose
+    first = model.simulate(T, {**subject, "dose": 10.0}, OBS)
+    pd.testing.assert_frame_equal(first, model.simulate(T, {**subject, "dose": 10.0}, OBS))
+
+
+def test_continuation_reports_when_the_branch_ends():
+    """A subject with no stable drug-free state keeps the relaxation's diagnosis, with the continuation's outcome
+    appended (here the steep f-V curve of the oscillating-subject test)."""
+    check = load_model("rat").drug_free_state({"v_slope_pyr": 0.8})
+    assert not check.ok and "continuation from the shipped state" in check.reason
+
+
 def test_runaway_subject_in_a_population_is_reported_and_left_out_of_the_bands():
     samples = sample_population("rat", 6, seed=2, parameters=["koff_ket"], fixed={"dose": 10.0})
     samples["rate_set_pyr"] = 2.0

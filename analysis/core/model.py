@@ -17,6 +17,7 @@ import math
 import time
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -323,10 +324,35 @@ class CascadeModel:
         """
         self.apply({**dict(parameters or {}), "t_dose": 1e30})
         try:
-            return steady_state.equilibrate(self.rr, self.space)
+            check = steady_state.equilibrate(self.rr, self.space)
         except Exception as exc:  # the solver itself failed on the way: no drug-free state
             nan = float("nan")
-            return StateCheck(False, f"solver failed while equilibrating: {exc}", nan, nan, nan, "", nan, nan)
+            check = StateCheck(False, f"solver failed while equilibrating: {exc}", nan, nan, nan, "", nan, nan)
+        return check if check.ok else self._continued_state(check)
+
+    def _continued_state(self, failed: StateCheck) -> StateCheck:
+        """Second route to a drug-free state when relaxation did not reach one: natural-parameter continuation
+        from the shipped steady state (:func:`steady_state.continue_parameters`).  Accepted only if the state it
+        finds passes the full check (stable, physiological); otherwise the relaxation's diagnosis is returned,
+        with the continuation's outcome appended."""
+        target = {p: float(self.rr[p]) for p in self._changed if p not in INPUTS}
+        if not target:
+            return failed
+        steady_state.clear_dose_event_quirk(self.rr)  # the relaxation ran from t > 0
+        self.rr.reset()  # the model is at the subject's parameters; go back to the shipped state ...
+        for p in target:
+            self.rr[p] = self.defaults[p]  # ... under the shipped parameters (its steady state)
+        start = {p: self.defaults[p] for p in target}
+        try:
+            followed = steady_state.continue_parameters(self.rr, self.space, start, target)
+            steady_state.snap_structural_zeros(self.rr, self.space, steady_state.ABS_TOLERANCE)
+            check = steady_state.check_state(self.rr, self.space)
+        except Exception as exc:  # noqa: BLE001 - any solver failure leaves the first diagnosis standing
+            return replace(failed, reason=f"{failed.reason}; continuation from the shipped state failed: {exc}")
+        if followed and check.ok:
+            return check
+        why = "the branch ends on the way" if not followed else check.reason
+        return replace(failed, reason=f"{failed.reason}; continuation from the shipped state: {why}")
 
     def _integrate(self, times: np.ndarray, selections: list[str], deadline: float | None, params: dict) -> np.ndarray:
         """One run over ``times`` from the current state; in segments with a clock check if ``deadline`` is set."""

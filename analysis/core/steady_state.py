@@ -35,6 +35,11 @@ Procedure (:func:`equilibrate`)
    * **physiology**: drug-free firing on the low-activity branch,
      ``rate_pyr <= MAX_RATE["rate_pyr"]`` and ``rate_int <= MAX_RATE["rate_int"]`` (Hz).  The
      runaway branch sits at the maximal rates (50 / 100 Hz), a seizure-like state.
+4. If the relaxed state fails the check, the model tries :func:`continue_parameters` (called by
+   ``CascadeModel.drug_free_state``, which knows the shipped parameters): natural-parameter continuation of the
+   steady state from the shipped parameters to the subject's, with a full Newton solve at each step.  It reaches
+   a stable state that relaxation cannot afford to integrate to (a months-long transient of the homeostats); the
+   state it finds must pass the same check.
 """
 
 from __future__ import annotations
@@ -520,3 +525,72 @@ def equilibrate(rr, space: StateSpace, duration: float = EQUILIBRATION_TIME) -> 
     polish(rr, space)
     snap_structural_zeros(rr, space, ABS_TOLERANCE)
     return check_state(rr, space)
+
+
+#: Natural-parameter continuation (:func:`continue_parameters`): the path from the shipped parameters to a
+#: subject's is cut into this many steps at first; a step whose Newton solve does not converge is halved, down to
+#: 1/:data:`CONTINUATION_MIN_STEP` of the path.
+CONTINUATION_STEPS = 20
+CONTINUATION_MIN_STEP = 1280
+#: Full Newton iterations (the Jacobian refreshed each time) per continuation step.
+CONTINUATION_ITERATIONS = 8
+
+
+def _interpolate(start: float, end: float, s: float) -> float:
+    """Point ``s`` (0-1) of the way from ``start`` to ``end``: geometric for two positive values (rate constants
+    span decades), linear otherwise (potentials)."""
+    if start > 0 and end > 0:
+        return start ** (1 - s) * end**s
+    return start + (end - start) * s
+
+
+def _newton(rr, space: StateSpace, iterations: int) -> bool:
+    """Full Newton solve (Jacobian refreshed every iteration) on the invariant subspace from the current state.
+    True if it converged (largest relative rate of change <= :data:`MAX_RELATIVE_RATE`) with no negative
+    concentration (rate-rule states such as membrane potentials may be negative)."""
+    q = space.basis
+    for _ in range(iterations):
+        jac, x, f = jacobian(rr, space)
+        try:
+            step = q @ np.linalg.solve(q.T @ jac @ q, q.T @ f)
+        except np.linalg.LinAlgError:
+            return False
+        x = x - step
+        if not np.all(np.isfinite(x)):
+            return False
+        _set_state(rr, space, x)
+        if float(np.max(relative_rates(rr, space))) <= MAX_RELATIVE_RATE:
+            return bool(np.all(x[space.n_rules :] >= -ABS_TOLERANCE))
+    return False
+
+
+def continue_parameters(
+    rr, space: StateSpace, start: dict[str, float], target: dict[str, float], steps: int = CONTINUATION_STEPS
+) -> bool:
+    """Follow the steady state of the model from ``start`` parameters (the current state must be their steady
+    state) to ``target`` parameters by natural-parameter continuation: move all parameters a step along the path
+    (:func:`_interpolate`), Newton-solve from the previous solution, halve the step when that fails.
+
+    This finds the drug-free state a subject's physiology would track as its parameters moved slowly from the
+    shipped ones, without integrating the transient that a sudden change sets off.  A pre-run cannot always
+    afford that transient: two homeostats that ring against each other can take months of model time and more
+    steps than the budget.  Returns True with the model at the target's steady state; False (model at the last
+    solution, parameters at ``target``) if the branch ends (a saddle-node) or Newton fails on the way.  The
+    caller checks stability (:func:`check_state`).
+    """
+    s, ds = 0.0, 1.0 / steps
+    x = _get_state(rr, space)
+    while s < 1.0:
+        s_next = min(1.0, s + ds)
+        for k in target:
+            rr[k] = _interpolate(start[k], target[k], s_next)
+        if _newton(rr, space, CONTINUATION_ITERATIONS):
+            s, x = s_next, _get_state(rr, space)
+            continue
+        _set_state(rr, space, x)
+        ds /= 2
+        if ds < 1.0 / (steps * CONTINUATION_MIN_STEP):
+            for k in target:
+                rr[k] = target[k]
+            return False
+    return True
