@@ -317,42 +317,54 @@ class CascadeModel:
             )
 
     def drug_free_state(self, parameters: Mapping[str, object] | None = None) -> StateCheck:
-        """Equilibrate ``parameters`` drug-free and return the checks of that state (no exception).
+        """Bring ``parameters`` to their drug-free steady state and return the checks of that state (no exception).
 
-        Rates in Hz, eigenvalue and relative rate of change in 1/s; ``ok`` is False with a
-        ``reason`` for a runaway, oscillating or unstable drug-free state.
+        Two routes, each ending in the full check of :func:`steady_state.check_state`:
+
+        1. natural-parameter continuation from the shipped steady state (:func:`steady_state.continue_parameters`,
+           a few ms): the state the subject's physiology tracks as its parameters move away from the shipped
+           ones;
+        2. if that fails (the branch ends, or its state fails the check), relaxation: a budgeted drug-free
+           integration from the shipped state with the new parameters (:func:`steady_state.equilibrate`).
+
+        Rates in Hz, eigenvalue and relative rate of change in 1/s; ``ok`` is False with a ``reason`` for a
+        runaway, oscillating or unstable drug-free state (the relaxation's diagnosis, with the continuation's
+        outcome appended).
         """
-        self.apply({**dict(parameters or {}), "t_dose": 1e30})
+        values = {**dict(parameters or {}), "t_dose": 1e30}
+        self.apply(values)
+        target = {p: float(self.rr[p]) for p in self._changed if p not in INPUTS}
+        tracked = self._continued_state(target) if target else None
+        if tracked is not None and tracked.ok:
+            return tracked
+        if target:
+            self.apply(values)  # relax from the shipped state, as after the jump to the new parameters
         try:
             check = steady_state.equilibrate(self.rr, self.space)
         except Exception as exc:  # the solver itself failed on the way: no drug-free state
             nan = float("nan")
             check = StateCheck(False, f"solver failed while equilibrating: {exc}", nan, nan, nan, "", nan, nan)
-        return check if check.ok else self._continued_state(check)
+        if check.ok or tracked is None:
+            return check
+        return replace(check, reason=f"{check.reason}; continuation from the shipped state: {tracked.reason}")
 
-    def _continued_state(self, failed: StateCheck) -> StateCheck:
-        """Second route to a drug-free state when relaxation did not reach one: natural-parameter continuation
-        from the shipped steady state (:func:`steady_state.continue_parameters`).  Accepted only if the state it
-        finds passes the full check (stable, physiological); otherwise the relaxation's diagnosis is returned,
-        with the continuation's outcome appended."""
-        target = {p: float(self.rr[p]) for p in self._changed if p not in INPUTS}
-        if not target:
-            return failed
-        steady_state.clear_dose_event_quirk(self.rr)  # the relaxation ran from t > 0
-        self.rr.reset()  # the model is at the subject's parameters; go back to the shipped state ...
+    def _continued_state(self, target: dict[str, float]) -> StateCheck:
+        """Continue the shipped steady state (the model's current state after :meth:`apply`) to the ``target``
+        parameters and check the state found; ``ok`` False with the reason if the branch ends on the way."""
         for p in target:
-            self.rr[p] = self.defaults[p]  # ... under the shipped parameters (its steady state)
+            self.rr[p] = self.defaults[p]  # the shipped state is the steady state of the shipped parameters
         start = {p: self.defaults[p] for p in target}
+        nan = float("nan")
         try:
             followed = steady_state.continue_parameters(self.rr, self.space, start, target)
+            if not followed:
+                return StateCheck(False, "the branch ends on the way", nan, nan, nan, "", nan, nan)
             steady_state.snap_structural_zeros(self.rr, self.space, steady_state.ABS_TOLERANCE)
-            check = steady_state.check_state(self.rr, self.space)
-        except Exception as exc:  # noqa: BLE001 - any solver failure leaves the first diagnosis standing
-            return replace(failed, reason=f"{failed.reason}; continuation from the shipped state failed: {exc}")
-        if followed and check.ok:
-            return check
-        why = "the branch ends on the way" if not followed else check.reason
-        return replace(failed, reason=f"{failed.reason}; continuation from the shipped state: {why}")
+            return steady_state.check_state(self.rr, self.space)
+        except Exception as exc:  # noqa: BLE001 - any solver failure sends the subject to the relaxation route
+            for p, v in target.items():
+                self.rr[p] = v
+            return StateCheck(False, f"failed: {exc}", nan, nan, nan, "", nan, nan)
 
     def _integrate(self, times: np.ndarray, selections: list[str], deadline: float | None, params: dict) -> np.ndarray:
         """One run over ``times`` from the current state; in segments with a clock check if ``deadline`` is set."""

