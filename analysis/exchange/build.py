@@ -329,13 +329,19 @@ def build_sbml(species: str) -> str:
 
 def build_all(outdir: Path | None = None) -> list[Path]:
     """Build every species' SBML into ``outdir`` (default ``sbml/``), atomically, then the exchange
-    files generated from it: SED-ML, model reports and the COMBINE archive."""
+    files generated from it: SED-ML, model reports and the COMBINE archive; for the default ``outdir`` also the
+    PEtab problems in ``models/petab/`` (:mod:`analysis.calibration.petab_problem`)."""
     from analysis.exchange import write_exchange_files
 
     outdir = Path(outdir) if outdir is not None else SBML_DIR
     texts = {sp: build_sbml(sp) for sp in SPECIES}  # build all before writing any
     written = [write_text_atomic(outdir / sbml_path(sp).name, text) for sp, text in texts.items()]
-    return written + write_exchange_files(outdir)
+    written += write_exchange_files(outdir)
+    if outdir == SBML_DIR:  # the shipped build: also the PEtab problems, which point at sbml/
+        from analysis.calibration.petab_problem import write_problems
+
+        written += write_problems()
+    return written
 
 
 if __name__ == "__main__":  # pragma: no cover

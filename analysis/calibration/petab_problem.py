@@ -1,0 +1,192 @@
+"""The literature data as PEtab (v1) problems, one per species, generated from the model sources.
+
+Inputs (``models/``):
+
+* ``calibration_data.tsv``: one row per literature measurement: species, dose (mg/kg), interventions, the
+  observable (an SBML id or an expression of SBML ids), time (s), value, unit, the noise (``sigma_log``: SD of a
+  log-normal error), ``use`` (``fit`` or ``holdout``), ``evidence`` (``reported``/``recalled``), how the number
+  was ``obtained`` (text, table, figure, or a stated derivation) and the citation.
+* ``parameters.tsv``: bounds and nominal values of the estimated parameters (:data:`ESTIMATED`).
+
+Outputs (``models/petab/<species>/``, committed, rewritten by ``make build``): ``problem.yaml`` (pointing at the
+shipped SBML in ``sbml/``), ``conditions.tsv``, ``observables.tsv``, ``measurements.tsv`` (the ``fit`` rows),
+``measurements_holdout.tsv`` (the ``holdout`` rows, not part of the problem), ``parameters.tsv``.
+
+Conditions set the dose (``dose``, mg/kg; the human one also ``infusion_duration``) and the intervention
+parameters.  Observables are log-normal (``observableTransformation`` log) with the noise of the data row.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+from pathlib import Path
+
+from analysis.core.io import write_text_atomic
+from analysis.core.paths import MODELS, SPECIES, sbml_path
+from analysis.core.simulate import DEFAULT_SCENARIOS
+from analysis.core.tables import read_parameters
+
+DATA = MODELS / "calibration_data.tsv"
+PETAB_DIR = MODELS / "petab"
+DATA_COLUMNS = [
+    "id", "species", "dose", "interventions", "observable", "time_s", "value", "unit", "sigma_log", "use",
+    "evidence", "obtained", "citation", "note",
+]  # fmt: skip
+
+#: Parameters each species' problem estimates.  Chosen because the ``fit`` data of that species inform them; the
+#: human plasma level at the end of the infusion informs the central volume.  Everything else stays at its table
+#: value (PEtab: not listed, so the SBML value is used).
+ESTIMATED: dict[str, list[str]] = {"human": ["v1_per_kg"], "rat": []}
+
+
+class CalibrationDataError(ValueError):
+    """A row of ``calibration_data.tsv`` is incomplete or inconsistent (the message names it)."""
+
+
+def read_data(path: Path = DATA) -> list[dict[str, str]]:
+    """The rows of ``calibration_data.tsv``, checked: every column filled where required, numbers finite and
+    positive, ``use`` in {fit, holdout}, ``evidence`` in {reported, recalled}."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    if not rows or list(rows[0].keys()) != DATA_COLUMNS:
+        raise CalibrationDataError(f"{path}: expected the columns {DATA_COLUMNS}")
+    seen = set()
+    for n, r in enumerate(rows, start=2):
+        where = f"{path.name} line {n} ({r['id']!r})"
+        if r["id"] in seen:
+            raise CalibrationDataError(f"{where}: duplicate id")
+        seen.add(r["id"])
+        for col in ("species", "observable", "citation", "obtained"):
+            if not r[col].strip():
+                raise CalibrationDataError(f"{where}: empty {col}")
+        if r["species"] not in SPECIES:
+            raise CalibrationDataError(f"{where}: unknown species {r['species']!r}")
+        for col in ("dose", "time_s", "value", "sigma_log"):
+            try:
+                x = float(r[col])
+            except ValueError:
+                raise CalibrationDataError(f"{where}: {col} is not a number: {r[col]!r}") from None
+            if not math.isfinite(x) or x < 0 or (col in ("value", "sigma_log") and x == 0):
+                raise CalibrationDataError(f"{where}: {col} must be finite and positive, got {x}")
+        if r["use"] not in ("fit", "holdout"):
+            raise CalibrationDataError(f"{where}: use must be fit or holdout, got {r['use']!r}")
+        if r["evidence"] not in ("reported", "recalled"):
+            raise CalibrationDataError(f"{where}: evidence must be reported or recalled, got {r['evidence']!r}")
+    return rows
+
+
+def interventions(text: str) -> dict[str, float]:
+    """``"inhib_mtorc1=1;inhib_ampa=0.9"`` -> {"inhib_mtorc1": 1.0, "inhib_ampa": 0.9}."""
+    out = {}
+    for item in filter(None, (t.strip() for t in re.split(r"[;,]", text or ""))):
+        key, _, value = item.partition("=")
+        out[key.strip()] = float(value)
+    return out
+
+
+def condition_id(species: str, dose: float, extra: dict[str, float]) -> str:
+    """A readable PEtab condition id, e.g. ``rat_dose_10`` or ``rat_dose_10_inhib_mtorc1_1``."""
+    parts = [species, "dose", f"{dose:g}"] + [f"{k}_{v:g}" for k, v in sorted(extra.items())]
+    return re.sub(r"[^A-Za-z0-9_]", "p", "_".join(parts))
+
+
+def observable_id(expression: str) -> str:
+    """PEtab observable id of an SBML id or expression (``ket_brain_tissue / ket_central`` ->
+    ``obs_ket_brain_tissue_over_ket_central``)."""
+    text = expression.replace("/", " over ").replace("*", " times ")
+    return "obs_" + "_".join(re.findall(r"[A-Za-z0-9_]+", text))
+
+
+def _tsv(header: list[str], rows: list[list[object]]) -> str:
+    lines = ["\t".join(header)] + ["\t".join(str(x) for x in row) for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def problem_tables(species: str, data: list[dict[str, str]] | None = None) -> dict[str, str]:
+    """The PEtab files of ``species`` as {file name: text}."""
+    data = read_data() if data is None else data
+    rows = [r for r in data if r["species"] == species]
+    params = read_parameters(species)
+    base = {k: v for k, v in DEFAULT_SCENARIOS[species].items() if k != "dose"}
+    conditions: dict[str, dict[str, float]] = {}
+    meas: dict[str, list[list[object]]] = {"fit": [], "holdout": []}
+    observables: dict[str, list[object]] = {}
+    for r in rows:
+        extra = interventions(r["interventions"])
+        unknown = [k for k in extra if k not in params]
+        if unknown:
+            raise CalibrationDataError(f"{r['id']}: unknown intervention parameter(s) {unknown}")
+        cid = condition_id(species, float(r["dose"]), extra)
+        conditions[cid] = {"dose": float(r["dose"]), **base, **extra}
+        oid = observable_id(r["observable"])
+        observables[oid] = [oid, r["observable"], f"noiseParameter1_{oid}", "log", "normal"]
+        meas[r["use"]].append([oid, cid, r["value"], r["time_s"], r["sigma_log"], r["id"]])
+    columns = sorted({k for c in conditions.values() for k in c})
+    cond_rows = [[cid] + [c.get(k, params[k].value) for k in columns] for cid, c in sorted(conditions.items())]
+    est = ESTIMATED[species]
+    par_rows = [
+        [p, "log10", params[p].lower, params[p].upper, params[p].value, 1, params[p].unit, params[p].evidence]
+        for p in est
+    ]
+    sbml_rel = os.path.relpath(sbml_path(species), PETAB_DIR / species).replace(os.sep, "/")
+    yaml = (
+        "format_version: 1\n"
+        "parameter_file: parameters.tsv\n"
+        "problems:\n"
+        "- condition_files: [conditions.tsv]\n"
+        "  measurement_files: [measurements.tsv]\n"
+        "  observable_files: [observables.tsv]\n"
+        f"  sbml_files: [{sbml_rel}]\n"
+    )
+    mcols = ["observableId", "simulationConditionId", "measurement", "time", "noiseParameters", "datasetId"]
+    return {
+        "problem.yaml": yaml,
+        "conditions.tsv": _tsv(["conditionId"] + columns, cond_rows),
+        "observables.tsv": _tsv(
+            ["observableId", "observableFormula", "noiseFormula", "observableTransformation", "noiseDistribution"],
+            [observables[k] for k in sorted(observables)],
+        ),
+        "measurements.tsv": _tsv(mcols, meas["fit"]),
+        "measurements_holdout.tsv": _tsv(mcols, meas["holdout"]),
+        "parameters.tsv": _tsv(
+            [
+                "parameterId",
+                "parameterScale",
+                "lowerBound",
+                "upperBound",
+                "nominalValue",
+                "estimate",
+                "unit",
+                "evidence",
+            ],
+            par_rows,
+        ),  # fmt: skip
+    }
+
+
+def write_problems(outdir: Path = PETAB_DIR) -> list[Path]:
+    """Write every species' PEtab problem into ``outdir/<species>/`` (each file atomically; all tables are
+    generated before any is written)."""
+    data = read_data()
+    tables = {sp: problem_tables(sp, data) for sp in SPECIES}
+    return [
+        write_text_atomic(Path(outdir) / sp / name, text)
+        for sp, files in tables.items()
+        for name, text in files.items()
+    ]
+
+
+def problem_yaml(species: str, petab_dir: Path = PETAB_DIR) -> Path:
+    """Path of the committed ``problem.yaml`` of ``species``."""
+    if species not in SPECIES:
+        raise ValueError(f"unknown species {species!r}; expected one of {SPECIES}")
+    return Path(petab_dir) / species / "problem.yaml"
+
+
+__all__ = [
+    "CalibrationDataError", "ESTIMATED", "PETAB_DIR", "condition_id", "interventions", "observable_id",
+    "problem_tables", "problem_yaml", "read_data", "write_problems",
+]  # fmt: skip

@@ -1,0 +1,90 @@
+"""The PEtab problems (models/petab/) and their estimation with pyPESTO on libroadrunner (issue 10)."""
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.calibration import petab_problem as P
+from analysis.calibration.fit import calibrate, pypesto_problem, simulate_rows
+from analysis.core.paths import SPECIES
+
+
+@pytest.mark.parametrize("species", SPECIES)
+def test_committed_problem_is_what_the_build_generates_and_passes_petablint(species):
+    import petab.v1 as petab
+
+    for name, text in P.problem_tables(species).items():
+        assert (P.PETAB_DIR / species / name).read_text() == text, f"{species}/{name} is stale: run make build"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        problem = petab.Problem.from_yaml(str(P.problem_yaml(species)))
+        assert not petab.lint_problem(problem), f"petablint finds errors in models/petab/{species}"
+
+
+@pytest.mark.parametrize("species", SPECIES)
+def test_nominal_parameters_reproduce_the_shipped_sbml_simulation(species):
+    """pyPESTO's libroadrunner objective, run on the PEtab problem at the nominal parameters, gives the same values
+    as the package's engine on the shipped SBML, for every measurement of every condition."""
+    from pypesto.objective.roadrunner import simulation_to_measurement_df
+
+    problem, petab_problem = pypesto_problem(species)
+    x = np.asarray(petab_problem.x_nominal_free_scaled, dtype=float)
+    sim = problem.objective(x, return_dict=True)
+    table = simulation_to_measurement_df(sim["simulation_results"], petab_problem.measurement_df)
+    rows = {r["id"]: r for r in P.read_data() if r["species"] == species and r["use"] == "fit"}
+    engine = simulate_rows(species, [rows[i] for i in table["datasetId"]])
+    np.testing.assert_allclose(table["simulation"].to_numpy(dtype=float), engine, rtol=1e-5)
+
+
+def test_tiny_fit_end_to_end(tmp_path):
+    summary = calibrate("human", n_starts=3, workers=0, out=tmp_path)
+    assert summary["n_starts"] == 3 and 1 <= summary["n_converged"] <= 3 and summary["n_profiled"] == 1
+    assert np.isfinite(summary["best_objective"])
+    lower, upper = 1.0, 2.5  # v1_per_kg range in models/parameters.tsv
+    assert lower <= summary["estimated"]["v1_per_kg"] <= upper
+    # the only fitted datum (0.78 uM at 40 min) is matched to within the optimiser's tolerance
+    assert summary["calibration_median_abs_rel_error"] < 1e-3
+    for name in ("summary.json", "fits.csv", "identifiability.csv", "waterfall.png", "profiles.png", "report.md"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert json.loads((tmp_path / "summary.json").read_text())["n_starts"] == 3
+    ident = pd.read_csv(tmp_path / "identifiability.csv")
+    assert list(ident["parameter"]) == ["v1_per_kg"]
+    assert ident["class"].iloc[0] in ("identifiable", "practically non-identifiable", "structurally non-identifiable")
+
+
+def test_species_without_estimated_parameters_is_evaluated_with_holdout_errors(tmp_path):
+    summary = calibrate("rat", n_starts=2, out=None)
+    assert summary["n_starts"] == 0 and summary["best_objective"] is None
+    assert summary["calibration_median_abs_rel_error"] > 0 and summary["holdout_median_abs_rel_error"] > 0
+
+
+def test_bad_data_rows_are_named(tmp_path):
+    good = P.DATA.read_text()
+    bad = tmp_path / "data.tsv"
+    bad.write_text(good.replace("\t0.78\t", "\t-0.78\t"))
+    with pytest.raises(P.CalibrationDataError, match="pk_human_plasma_40min.*value"):
+        P.read_data(bad)
+    bad.write_text(good.replace("\tfit\treported\t", "\tmaybe\treported\t", 1))
+    with pytest.raises(P.CalibrationDataError, match="use must be fit or holdout"):
+        P.read_data(bad)
+    with pytest.raises(ValueError, match="n_starts"):
+        calibrate("human", n_starts=0)
+
+
+def test_problem_loads_after_libsedml_was_imported():
+    """Importing libsedml first (tellurium, the SED-ML tools) makes libsbml hand out math as libsedml proxies;
+    the importer must still work (regression: AttributeError 'ASTNode' object has no attribute 'getMath')."""
+    import subprocess
+    import sys
+
+    from analysis.core.paths import ROOT
+
+    code = (
+        "import libsedml\nfrom analysis.calibration.fit import pypesto_problem\nprint(pypesto_problem('human')[0].dim)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "1"
