@@ -88,3 +88,21 @@ def test_problem_loads_after_libsedml_was_imported():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "1"
+
+
+@pytest.mark.parametrize("species", SPECIES)
+def test_petab_problem_in_the_combine_archive_lints_where_it_is_unpacked(species, tmp_path):
+    import zipfile
+
+    import petab.v1 as petab
+
+    from analysis.core.paths import SBML_DIR
+    from analysis.exchange.omex import OMEX_NAME
+
+    with zipfile.ZipFile(SBML_DIR / OMEX_NAME) as zf:
+        zf.extractall(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        problem = petab.Problem.from_yaml(str(tmp_path / "petab" / species / "problem.yaml"))
+        assert not petab.lint_problem(problem)
+    assert problem.sbml_model.getId() == f"ketamine_cascade_{species}"

@@ -1,4 +1,5 @@
-"""COMBINE archive (OMEX) ``sbml/ketamine_cascade.omex``: SBML, SED-ML, metadata, README and model reports.
+"""COMBINE archive (OMEX) ``sbml/ketamine_cascade.omex``: SBML, SED-ML, PEtab problems, metadata, README and model
+reports.
 
 The archive is deterministic (same inputs -> byte-identical file), so it can be committed and
 checked like the SBML files: it is written with :mod:`zipfile` with fixed entry order, time stamps,
@@ -9,6 +10,7 @@ every entry with the current time; it reads the result (see the tests).
 
 from __future__ import annotations
 
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +33,13 @@ FORMATS = {
     "sbml": "http://identifiers.org/combine.specifications/sbml.level-3.version-2",
     "sedml": "http://identifiers.org/combine.specifications/sed-ml",
     "markdown": "http://purl.org/NET/mediatypes/text/markdown",
+    "yaml": "http://purl.org/NET/mediatypes/application/x-yaml",
+    "tsv": "http://purl.org/NET/mediatypes/text/tab-separated-values",
 }
+#: PEtab files of each species in the archive (``petab/<species>/``); ``problem.yaml`` points at the SBML at the
+#: archive root.  ``measurements_holdout.tsv`` is not part of the problem (held-out data, see README).
+PETAB_FILES = ("problem.yaml", "conditions.tsv", "observables.tsv", "measurements.tsv", "parameters.tsv",
+               "measurements_holdout.tsv")  # fmt: skip
 CREATOR = "ketamine-cascade developers"
 LICENSE_URI = "https://spdx.org/licenses/MIT"
 TITLE = "ketamine-cascade: mechanistic model of ketamine action from dose to synapses"
@@ -83,8 +91,31 @@ def archive_entries() -> list[Entry]:
         Entry(f"ketamine_cascade_{sp}.md", FORMATS["markdown"], f"model report generated from the {sp} SBML")
         for sp in SPECIES
     ]
+    entries += [
+        Entry(
+            f"petab/{sp}/{name}",
+            FORMATS["yaml" if name.endswith(".yaml") else "tsv"],
+            f"PEtab v1 calibration problem, {sp}: {name}",
+        )
+        for sp in SPECIES
+        for name in PETAB_FILES
+    ]
     entries.append(Entry("README.md", FORMATS["markdown"], "what is in this archive and how to run it"))
     return entries
+
+
+def petab_members() -> dict[str, bytes]:
+    """The PEtab files of every species as archive members (generated from the model sources, like
+    ``models/petab/``), with ``problem.yaml`` pointing at the SBML at the archive root."""
+    from analysis.calibration.petab_problem import problem_tables
+
+    out = {}
+    for sp in SPECIES:
+        tables = problem_tables(sp)
+        tables["problem.yaml"] = re.sub(r"sbml_files: \[[^]]*\]", f"sbml_files: [../../{sbml_file_name(sp)}]",
+                                        tables["problem.yaml"])  # fmt: skip
+        out.update({f"petab/{sp}/{name}": tables[name].encode("utf-8") for name in PETAB_FILES})
+    return out
 
 
 def manifest_xml(entries: list[Entry]) -> str:
@@ -225,7 +256,7 @@ def write_omex(sbml_dir: Path, path: Path | None = None) -> Path:
     """
     sbml_dir = Path(sbml_dir)
     entries = archive_entries()
-    generated = {"README.md": readme_text(entries).encode("utf-8")}
+    generated = {"README.md": readme_text(entries).encode("utf-8"), **petab_members()}
     members = [("manifest.xml", manifest_xml(entries).encode()), ("metadata.rdf", metadata_rdf(entries).encode())]
     for e in entries:
         if e.location in generated:
