@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser(
         "calibrate",
         help="fit a species' PEtab problem (models/petab/) with pyPESTO on libroadrunner: multistart, profiles, "
-        "identifiability, errors on fitted and held-out data (2 cores: human, 100 starts, ~2 min)",
+        "identifiability, errors on fitted and held-out data (2 cores: human, 100 starts, ~45 s)",
     )
     p.add_argument("--species", choices=SPECIES, default="human")
     p.add_argument("--starts", type=int, default=100, help="multistart local optimisations")
