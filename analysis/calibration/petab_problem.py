@@ -18,7 +18,6 @@ parameters.  Observables are log-normal (``observableTransformation`` log) with 
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import re
@@ -27,7 +26,7 @@ from pathlib import Path
 from analysis.core.io import write_text_atomic
 from analysis.core.paths import MODELS, SPECIES, sbml_path
 from analysis.core.simulate import DEFAULT_SCENARIOS
-from analysis.core.tables import read_parameters
+from analysis.core.tables import TableError, read_parameters, read_tsv
 
 DATA = MODELS / "calibration_data.tsv"
 PETAB_DIR = MODELS / "petab"
@@ -42,17 +41,14 @@ DATA_COLUMNS = [
 ESTIMATED: dict[str, list[str]] = {"human": ["v1_per_kg"], "rat": []}
 
 
-class CalibrationDataError(ValueError):
+class CalibrationDataError(TableError):
     """A row of ``calibration_data.tsv`` is incomplete or inconsistent (the message names it)."""
 
 
 def read_data(path: Path = DATA) -> list[dict[str, str]]:
     """The rows of ``calibration_data.tsv``, checked: every column filled where required, numbers finite and
     positive, ``use`` in {fit, holdout}, ``evidence`` in {reported, recalled}."""
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    if not rows or list(rows[0].keys()) != DATA_COLUMNS:
-        raise CalibrationDataError(f"{path}: expected the columns {DATA_COLUMNS}")
+    rows = read_tsv(Path(path), DATA_COLUMNS)
     seen = set()
     for n, r in enumerate(rows, start=2):
         where = f"{path.name} line {n} ({r['id']!r})"
