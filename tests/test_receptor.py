@@ -20,11 +20,15 @@ def clamp_model(ket: float, v: float, mg: float, pop: str):
 model clamp()
   compartment brain = 1
   species C0 in brain, C1 in brain, O in brain, OB in brain, T1 in brain, T0 in brain, glu in brain
-  C0 = 1; C1 = 0; O = 0; OB = 0; T1 = 0; T0 = 0; glu = 10
-  R: nmda_receptor(C0, C1, O, OB, T1, T0, brain, glu, occ, ket, mg, v, kon_glu, koff_glu, kopen, kclose, \
-                   kon, koff, k0, delta, mgfree, block, open_unblocked)
+  species OBn in brain, T1n in brain, T0n in brain
+  C0 = 1; C1 = 0; O = 0; OB = 0; T1 = 0; T0 = 0; OBn = 0; T1n = 0; T0n = 0; glu = 10
+  R: nmda_receptor(C0, C1, O, OB, T1, T0, OBn, T1n, T0n, brain, glu, occ, ket, nor, mg, v, kon_glu, koff_glu, \
+                   kopen, kclose, kon, koff, f_trap, kon_nor, koff_nor, f_trap_nor, k_escape, k0, delta, mgfree, \
+                   block, open_unblocked)
   glu' = 0
-  occ = 1; ket = {ket}; mg = {mg}; v = {v}
+  occ = 1; ket = {ket}; nor = 0; mg = {mg}; v = {v}
+  f_trap = {p["f_trap_ket"].value}; kon_nor = {p["kon_nor"].value}; koff_nor = {p["koff_nor"].value}
+  f_trap_nor = {p["f_trap_nor"].value}; k_escape = {p["k_trap_escape"].value}
   kon_glu = {p["k_nmda_glu_on"].value}; koff_glu = {p[f"k_nmda_glu_off_{pop}"].value}
   kopen = {p[f"k_nmda_open_{pop}"].value}; kclose = {p["k_nmda_close"].value}
   kon = {p["kon_ket"].value}; koff = {p["koff_ket"].value}
@@ -57,3 +61,17 @@ def test_trapping_keeps_block_without_agonist():
     rr.simulate(600, 4200, 2)
     assert blocked > 0.5
     assert rr["block"] == pytest.approx(blocked, rel=0.02)  # only channels open at removal escape
+
+
+def test_partial_trapping_releases_the_untrapped_fraction():
+    """Memantine-like partial trapping (f_trap 0.8, escape tau 0.79 s; Kotermanski, Wood & Johnson 2009):
+    about 20 % of the block leaves within ~1 s of agonist removal, while fully trapped ketamine stays."""
+    rr, _ = clamp_model(10.0, -70.0, 0.0, "pyr")
+    rr["f_trap"] = 0.8
+    rr.simulate(0, 600, 2)
+    blocked = rr["block"]
+    rr["glu"] = 0.0
+    rr["ket"] = 0.0
+    rr.simulate(600, 601, 2)
+    released = 1 - rr["block"] / blocked
+    assert 0.15 < released < 0.35

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis.core.drugs import with_drug
 from analysis.core.model import CascadeModel, load_model
 from analysis.core.paths import MODELS
 from analysis.core.tables import TableError, read_tsv
@@ -62,7 +63,7 @@ class Target:
     stage: str
     species: str
     dose: float
-    interventions: dict[str, float]
+    interventions: dict[str, float | str]
     readout: str
     observable: str
     t_start: float
@@ -75,11 +76,13 @@ class Target:
     note: str
 
 
-def _interventions(text: str) -> dict[str, float]:
-    out = {}
+def _interventions(text: str) -> dict[str, float | str]:
+    """``key=value, ...`` of the interventions column; ``drug=<preset>`` names a preset of models/drugs.tsv."""
+    out: dict[str, float | str] = {}
     for item in filter(None, (t.strip() for t in text.split(","))):
         key, _, val = item.partition("=")
-        out[key.strip()] = float(val)
+        key = key.strip()
+        out[key] = val.strip() if key == "drug" else float(val)
     return out
 
 
@@ -223,7 +226,9 @@ def evaluate(target: Target, runner: _Runner | None = None) -> float:
         return _ic50(m, pops[0], v, mg) / _ic50(m, pops[1], v, mg)
     obs_ids = _observable_ids(target.observable)
     t_max = max(target.t_start, target.t_end)
-    base = {"dose": target.dose}
+    interventions = dict(target.interventions)
+    drug = interventions.pop("drug", None)
+    base = with_drug(drug, target.species, {"dose": target.dose})
     if target.readout == "gain_ratio":
 
         def gain(iv: dict[str, float]) -> float:
@@ -236,8 +241,8 @@ def evaluate(target: Target, runner: _Runner | None = None) -> float:
         control = gain({})
         if abs(control) < 1e-9:
             return math.nan
-        return gain(target.interventions) / control
-    df = runner.run(m, {**base, **target.interventions}, 0.0, t_max, obs_ids)
+        return gain(interventions) / control
+    df = runner.run(m, {**base, **interventions}, 0.0, t_max, obs_ids)
     if target.readout == "lag":
         a, b = target.observable.split("|")
         return _onset(_window(df[b], target.t_start, target.t_end)) - _onset(

@@ -16,6 +16,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from analysis.analyses.validate import read_targets, run_validation
+from analysis.core.drugs import with_drug
 from analysis.core.io import write_atomic, write_text_atomic
 from analysis.core.model import ModelError, SimulationError, load_model
 from analysis.core.paths import RESULTS, ROOT, SPECIES
@@ -83,11 +84,27 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             raise ModelError("the dose is given twice (--dose and --set dose=...); give it once")
         params["dose"] = args.dose
     params.update(overrides)
+    if args.drug:
+        params = with_drug(args.drug, args.species, params)
     df = simulate(args.species, params, t_end=args.t_end_h * 3600.0)
     if args.out:
         print(f"wrote {write_csv(df, Path(args.out))}")
     else:
         print(df.iloc[:: max(1, len(df) // 20)].to_string())
+    return 0
+
+
+def cmd_compare_drugs(args: argparse.Namespace) -> int:
+    from analysis.analyses.drugs import compare_drugs
+    from analysis.plots.cascade import save_figure
+    from analysis.plots.drugs import plot_drug_comparison
+
+    curves, summary = compare_drugs(days=args.days)
+    out = Path(args.out)
+    write_csv(summary, out / "drug_comparison.csv")
+    save_figure(plot_drug_comparison(curves, f"human, {args.days:g} days"), out / "drug_comparison")
+    print(summary.round(3).to_string())
+    print(f"-> {out}/drug_comparison.csv, drug_comparison.png")
     return 0
 
 
@@ -244,8 +261,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dose", type=float, help="mg/kg (default: the species' default scenario)")
     p.add_argument("--t-end-h", type=float, default=168.0, help="simulated time after t = 0 (h)")
     p.add_argument("--set", action="append", default=[], metavar="ID=VALUE", help="override any parameter")
+    p.add_argument("--drug", help="drug preset of models/drugs.tsv (default: the shipped racemic ketamine)")
     p.add_argument("--out", help="CSV file (default: print)")
     p.set_defaults(func=cmd_simulate)
+    p = sub.add_parser(
+        "compare-drugs",
+        help="racemic ketamine, esketamine (intranasal), arketamine and memantine through the human cascade: "
+        "table and figure (2 cores: ~10 s)",
+    )
+    p.add_argument("--days", type=float, default=14.0, help="simulated days (default 14)")
+    p.add_argument("--out", default=str(RESULTS))
+    p.set_defaults(func=cmd_compare_drugs)
     p = sub.add_parser("validate", help="evaluate the literature targets of models/validation.tsv")
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--strict", action="store_true", help="exit 1 if any target fails")

@@ -62,6 +62,7 @@ OBSERVABLES = [
 #: Inputs with their allowed range (inclusive); everything else must be >= 0 and finite.
 INPUT_RANGES = {
     "dose": (0.0, math.inf),
+    "dose_intranasal": (0.0, math.inf),
     "t_dose": (0.0, math.inf),
     "infusion_duration": (1e-9, math.inf),
     "body_weight": (1e-9, math.inf),
@@ -78,6 +79,7 @@ INPUT_RANGES = {
 INPUTS = frozenset(
     {
         "dose",
+        "dose_intranasal",
         "t_dose",
         "infusion_duration",
         "inhib_ampa",

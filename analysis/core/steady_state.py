@@ -582,6 +582,10 @@ def _newton(rr, space: StateSpace, iterations: int) -> bool:
         x = x - step
         if not np.all(np.isfinite(x)):
             return False
+        # drug-bound states are exactly 0 at every drug-free steady state; the finite-difference Jacobian leaves
+        # round-off (~1e-14) in them that no further step removes, so put them back to 0
+        zeros = space.n_rules + space.structural_zeros
+        x[zeros[np.abs(x[zeros]) < ABS_TOLERANCE]] = 0.0
         _set_state(rr, space, x)
         if float(np.max(relative_rates(rr, space))) <= MAX_RELATIVE_RATE:
             return bool(np.all(x[space.n_rules :] >= -ABS_TOLERANCE))

@@ -18,7 +18,7 @@ from pathlib import Path
 from analysis.core.paths import MODELS
 
 PARAMETER_COLUMNS = ["id", "model", "value", "unit", "sbo", "lower", "upper", "evidence", "source", "description"]
-EVIDENCE = {"measured", "derived", "assumed"}
+EVIDENCE = {"measured", "derived", "assumed", "fitted"}
 
 
 class TableError(ValueError):

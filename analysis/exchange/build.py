@@ -41,7 +41,9 @@ SHARED_FRAGMENTS = [
     "homeostasis.ant",
     "outputs.ant",
 ]
-FRAGMENTS = {sp: [f"pk_{sp}.ant", *SHARED_FRAGMENTS] for sp in SPECIES}
+#: Species-specific stages after the shared ones (the clinical readout exists for human only).
+EXTRA_FRAGMENTS = {"human": ["clinical_human.ant"]}
+FRAGMENTS = {sp: [f"pk_{sp}.ant", *SHARED_FRAGMENTS, *EXTRA_FRAGMENTS.get(sp, [])] for sp in SPECIES}
 MODEL_UNITS = {"substance": "umol", "extent": "umol", "time": "second", "volume": "litre"}
 QUALIFIERS = {
     "is": libsbml.BQB_IS,
@@ -263,8 +265,16 @@ def steady_state_values(sbml: str) -> dict[str, float]:
     rr.integrator.relative_tolerance = 1e-9
     # relax through the fast (ms) and slow (weeks, homeostats) time scales from the designed state, which is
     # near its steady state (no pseudo-transient start needed), then Newton-polish the slowest
-    steady_state.pre_run(rr, fast_start=False)
-    steady_state.polish(rr, steady_state.state_space(rr))
+    space = steady_state.state_space(rr)
+    try:
+        steady_state.pre_run(rr, fast_start=False)
+    except RuntimeError:
+        # CVODE can stall where the homeostats' synaptic scaling has its kink (homeo_scale = 1, min(scale, 1)),
+        # which the drug-free state sits next to; a full Newton solve from where it stopped finishes the job
+        # (the check below decides whether it did).
+        steady_state._newton(rr, space, steady_state.CONTINUATION_ITERATIONS * 4)
+    steady_state.polish(rr, space)
+    steady_state.snap_structural_zeros(rr, space, steady_state.ABS_TOLERANCE)  # drug-bound states: exactly 0
     species = list(rr.model.getFloatingSpeciesIds())
     ids = species + list(rr.model.getRateRuleSymbols())
     # species as concentrations ([id]); rate-rule parameters by value

@@ -19,6 +19,7 @@ applying a ``setValue``, which would give the default dose.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import libsbml
 
+from analysis.core.drugs import PROTOCOLS, drug_parameters
 from analysis.core.io import write_text_atomic
 from analysis.core.model import OBSERVABLES
 from analysis.core.steady_state import REL_TOLERANCE
@@ -96,6 +98,15 @@ def standard_experiments() -> list[Experiment]:
         "anti_bdnf": ({"inhib_trkb": 0.9}, "anti-BDNF (TrkB signalling 90% blocked)"),
         "val66met": ({"bdnf_secretion": 0.5}, "Val66Met (activity-dependent BDNF secretion halved)"),
     }
+    drug_scenarios = tuple(
+        Scenario(
+            f"human_{re.sub(r'[^a-z0-9]+', '_', name.lower()).strip('_')}",
+            "human",
+            {**drug_parameters(p.drug, "human"), **p.inputs},
+            f"human, {name} ({p.drug} preset)",
+        )
+        for name, p in PROTOCOLS.items()
+    )
     return [
         Experiment(
             "human_infusion",
@@ -120,6 +131,7 @@ def standard_experiments() -> list[Experiment]:
                 for key, (extra, label) in interventions.items()
             ),
         ),
+        Experiment("human_drugs", "Human, drug presets of models/drugs.tsv at their clinical doses", drug_scenarios),
     ]
 
 
