@@ -8,7 +8,7 @@ from analysis.core.model import OBSERVABLES
 DAY = 86400.0
 HIGH_DOSE = {"human": 5.0, "rat": 300.0}
 POPS = ("int", "pyr")
-STATES = ("C0", "C1", "O", "OB", "T1", "T0", "OBn", "T1n", "T0n")
+STATES = ("C0", "C1", "O", "OB", "T1", "T0", "S", "OBn", "T1n", "T0n", "Sn")
 
 
 def test_initial_values_are_the_drug_free_steady_state(model):
