@@ -127,3 +127,17 @@ def test_equal_block_dose_rejects_unreachable_targets():
 
 def test_default_protocols_cover_each_preset():
     assert {p.drug for p in PROTOCOLS.values()} == set(drugs())
+
+
+def test_cli_drug_options(tmp_path, capsys):
+    from analysis.cli import commands as cli
+
+    out = tmp_path / "mem.csv"
+    args = ["simulate", "--species", "human", "--drug", "memantine", "--dose", "1", "--t-end-h", "6", "--out", str(out)]
+    assert cli.main(args) == 0
+    assert out.exists()
+    assert cli.main(["simulate", "--species", "rat", "--drug", "memantine"]) == 2
+    assert "no rat clearance" in capsys.readouterr().err
+    assert cli.main(["compare-drugs", "--days", "2", "--out", str(tmp_path)]) == 0
+    table = (tmp_path / "drug_comparison.csv").read_text()
+    assert "memantine 20 mg/day" in table and (tmp_path / "drug_comparison.png").exists()
