@@ -15,12 +15,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from analysis.analyses.readouts import DAY, HOUR
 from analysis.core.drugs import PROTOCOLS, Protocol, with_drug
 from analysis.core.errors import ModelError
 from analysis.core.model import CascadeModel, load_model
 
-HOUR = 3600.0
-DAY = 86400.0
 __all__ = ["PROTOCOLS", "Protocol", "compare_drugs", "equal_block_dose", "calibrate_madrs_gain"]
 #: Observables of the comparison (human model; madrs_change exists only there).
 DRUG_OBSERVABLES = (
@@ -131,7 +130,10 @@ def compare_drugs(
     for name, protocol in tqdm(protocols.items(), desc="drug protocols", unit="protocol", disable=None):
         curves[name] = simulate_protocol(protocol, model, times)
     if equal_block:
-        ref = simulate_protocol(PROTOCOLS["racemic ketamine 0.5 mg/kg IV"], model, times)
+        reference = "racemic ketamine 0.5 mg/kg IV"
+        ref = curves.get(reference)
+        if ref is None or protocols[reference] != PROTOCOLS[reference]:
+            ref = simulate_protocol(PROTOCOLS[reference], model, times)
         target = float(ref["nmda_block_int"].max())
         dose = equal_block_dose("memantine", target, model)
         name = f"memantine {dose:.2g} mg/kg IV (equal block)"

@@ -32,7 +32,7 @@ import pandas as pd
 from analysis.core.drugs import with_drug
 from analysis.core.model import CascadeModel, load_model
 from analysis.core.paths import MODELS
-from analysis.core.tables import TableError, read_tsv
+from analysis.core.tables import TableError, parse_assignments, read_tsv
 
 VALIDATION_COLUMNS = [
     "id",
@@ -78,12 +78,7 @@ class Target:
 
 def _interventions(text: str) -> dict[str, float | str]:
     """``key=value, ...`` of the interventions column; ``drug=<preset>`` names a preset of models/drugs.tsv."""
-    out: dict[str, float | str] = {}
-    for item in filter(None, (t.strip() for t in text.split(","))):
-        key, _, val = item.partition("=")
-        key = key.strip()
-        out[key] = val.strip() if key == "drug" else float(val)
-    return out
+    return parse_assignments(text, text_keys=("drug",))
 
 
 def read_targets(path=None) -> list[Target]:

@@ -26,7 +26,7 @@ from pathlib import Path
 from analysis.core.io import write_text_atomic
 from analysis.core.paths import MODELS, SPECIES, sbml_path
 from analysis.core.simulate import DEFAULT_SCENARIOS
-from analysis.core.tables import TableError, read_parameters, read_tsv
+from analysis.core.tables import TableError, parse_assignments, read_parameters, read_tsv
 
 DATA = MODELS / "calibration_data.tsv"
 PETAB_DIR = MODELS / "petab"
@@ -76,11 +76,7 @@ def read_data(path: Path = DATA) -> list[dict[str, str]]:
 
 def interventions(text: str) -> dict[str, float]:
     """``"inhib_mtorc1=1;inhib_ampa=0.9"`` -> {"inhib_mtorc1": 1.0, "inhib_ampa": 0.9}."""
-    out = {}
-    for item in filter(None, (t.strip() for t in re.split(r"[;,]", text or ""))):
-        key, _, value = item.partition("=")
-        out[key.strip()] = float(value)
-    return out
+    return parse_assignments(text)  # type: ignore[return-value]  (no text keys: every value is a float)
 
 
 def condition_id(species: str, dose: float, extra: dict[str, float]) -> str:

@@ -20,12 +20,10 @@ from pathlib import Path
 
 from analysis.core.errors import ModelError
 from analysis.core.paths import MODELS, SPECIES
+from analysis.core.simulate import DAY
 from analysis.core.tables import TableError, _float, read_parameters, read_tsv
 
 DRUG_COLUMNS = ["drug", "species", "parameter", "value", "unit", "source", "note"]
-#: The shipped model is racemic ketamine; its preset restates the shipped values (applying it changes nothing).
-DEFAULT_DRUG = "racemic_ketamine"
-DAY = 86400.0
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,23 @@ class Parameter:
     evidence: str
     source: str
     description: str
+
+
+def parse_assignments(text: str, text_keys: tuple[str, ...] = ()) -> dict[str, float | str]:
+    """``"inhib_mtorc1=1; inhib_ampa=0.9"`` (``;`` or ``,`` separated) -> {"inhib_mtorc1": 1.0, "inhib_ampa": 0.9};
+    the values of ``text_keys`` (e.g. ``drug``) stay strings.  Raises :class:`TableError` for a non-number."""
+    out: dict[str, float | str] = {}
+    for item in filter(None, (t.strip() for t in re.split(r"[;,]", text or ""))):
+        key, _, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if key in text_keys:
+            out[key] = value
+            continue
+        try:
+            out[key] = float(value)
+        except ValueError:
+            raise TableError(f"{key}: value {value!r} is not a number") from None
+    return out
 
 
 def _float(where: str, n: int, name: str, text: str) -> float:
