@@ -3,7 +3,8 @@
 #
 # Drug presets (`models/drugs.tsv`) are numbers only: channel kinetics, trapping, metabolite and PK. They are set
 # before `reset()`, like a dose. `madrs_change` (human) is an empirical link from synaptic strength to the MADRS
-# score, calibrated on one racemic ketamine trial; everything upstream is mechanism.
+# score (a saturating effect-compartment link fitted to three placebo-controlled trial results at 24 h); everything
+# upstream is mechanism.
 
 # %%
 import matplotlib

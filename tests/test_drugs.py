@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from analysis.analyses.drugs import calibrate_madrs_gain, compare_drugs, equal_block_dose
+from analysis.analyses.drugs import MADRS_CALIBRATION, calibrate_madrs_link, compare_drugs, equal_block_dose
 from analysis.core.drugs import PROTOCOLS, drug_parameters, drugs, read_drugs, with_drug
 from analysis.core.errors import ModelError
 from analysis.core.model import load_model
@@ -97,12 +97,33 @@ def test_partial_trapping_lowers_block_at_equal_affinity():
     assert partial < 0.8 * full
 
 
-def test_madrs_gain_reproduces_its_calibration_point():
-    assert calibrate_madrs_gain() == pytest.approx(read_parameters("human")["madrs_gain"].value, rel=0.01)
+def test_madrs_link_reproduces_its_fit():
+    """The shipped link parameters are the weighted least-squares fit to the clinical points, and the SBML's
+    madrs_change reproduces the fitted values."""
+    fit = calibrate_madrs_link()
+    table = read_parameters("human")
+    assert fit["madrs_emax"] == pytest.approx(table["madrs_emax"].value, rel=0.01)
+    assert fit["madrs_x50"] == pytest.approx(table["madrs_x50"].value, rel=0.01)
     m = load_model("human")
-    df = m.simulate([0.0, DAY], {"dose": 0.5, "infusion_duration": 2400.0}, ("madrs_change",))
-    assert df["madrs_change"].iloc[0] == 0.0
-    assert df["madrs_change"].iloc[-1] == pytest.approx(-7.95, rel=0.01)
+    for point in MADRS_CALIBRATION:
+        params = with_drug(point.protocol.drug, "human", dict(point.protocol.inputs))
+        df = m.simulate([0.0, point.time_s], params, ("madrs_change",))
+        assert df["madrs_change"].iloc[0] == 0.0
+        assert df["madrs_change"].iloc[-1] == pytest.approx(fit[f"fit: {point.name}"], rel=0.01)
+        assert abs(df["madrs_change"].iloc[-1] - point.madrs_change) < 2 * point.se
+
+
+def test_madrs_link_saturates_and_is_odd():
+    """Larger synaptic effects give diminishing clinical returns (Daly 2018: 28-84 mg nearly flat at 24 h),
+    and a deficit of the same size worsens the score by the same amount."""
+    from analysis.analyses.drugs import madrs_link
+
+    table = read_parameters("human")
+    emax, x50 = table["madrs_emax"].value, table["madrs_x50"].value
+    small, large = madrs_link([1.0 + x50, 1.0 + 10 * x50], emax, x50)
+    assert small == pytest.approx(-emax / 2)
+    assert 2 * small < large < small  # ten times the effect, less than twice the improvement
+    assert madrs_link(1.0 - x50, emax, x50) == pytest.approx(-small)
 
 
 def test_memantine_fails_at_clinical_exposure_for_mechanistic_reasons():

@@ -25,11 +25,6 @@ KNOWN_FAILURES = {
     "mtorc1_transient": "norketamine (model v3, issue 11) keeps NMDA receptors blocked for longer after ketamine has "
     "gone, so mTORC1 is still 1.35x at 3 h (band <= 1.3); the rat norketamine clearance is assumed (no rat value "
     "retrieved), and this target was passing (1.23) before the metabolite was added",
-    "madrs_esketamine_84mg_24h": "84 mg intranasal esketamine gives -22 points at 24 h, against -10.7 and -7.2 in "
-    "trials: S-ketamine "
-    "is twice as potent as the racemate (Ebert 1997), its interneuron block peaks at 0.27 (racemic 0.5 mg/kg IV: "
-    "0.18), and the cascade from block to synaptic strength is steeply nonlinear, so a linear MADRS link "
-    "calibrated on racemic ketamine overshoots",
 }
 TARGETS = read_targets()
 
