@@ -46,10 +46,11 @@ Procedure (:func:`equilibrate`)
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import linalg
+from scipy.linalg import lu_factor, lu_solve
 
 from analysis.core.errors import DrugFreeStateError
 
@@ -98,6 +99,13 @@ class StateSpace:
     n_rules: int
     basis: np.ndarray
     structural_zeros: np.ndarray  # indices of species whose shipped (drug-free) value is exactly 0
+    #: states that may move without drug (all but the structural zeros), and an orthonormal basis of the
+    #: directions of the invariant subspace that leave the structural zeros at 0 (rows: all states)
+    free: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    free_basis: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    #: groups of free columns with disjoint row patterns (:func:`column_groups`), found on first use
+    groups: list[np.ndarray] | None = None
+    pattern: np.ndarray | None = None  # boolean, the Jacobian's detected nonzeros (free columns)
 
 
 def state_space(rr) -> StateSpace:
@@ -116,7 +124,11 @@ def state_space(rr) -> StateSpace:
     basis[:n_rules, :n_rules] = np.eye(n_rules)
     basis[n_rules:, n_rules:] = species_basis
     shipped = np.asarray(em.getFloatingSpeciesInitConcentrations(), dtype=float)
-    return StateSpace(rules + species, n_rules, basis, np.flatnonzero(shipped == 0.0))
+    zeros = np.flatnonzero(shipped == 0.0)
+    fixed = n_rules + zeros
+    free = np.setdiff1d(np.arange(n), fixed)
+    free_basis = basis @ linalg.null_space(basis[fixed, :]) if len(fixed) else basis
+    return StateSpace(rules + species, n_rules, basis, zeros, free, free_basis)
 
 
 #: Absolute tolerance of CVODE per unit of each state's drug-free scale (libroadrunner's default is 1e-12).
@@ -162,15 +174,17 @@ def _set_state(rr, space: StateSpace, x: np.ndarray) -> None:
     em.setFloatingSpeciesAmounts(np.asarray(x[space.n_rules :], dtype=float))
 
 
-def jacobian(rr, space: StateSpace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def jacobian(rr, space: StateSpace, columns: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Forward-difference Jacobian d(dx/dt)/dx at the current state (amounts; 1/s).
 
-    Returns (J, x, f) with the state x and its rates f = dx/dt.  The state is restored on return.
+    Returns (J, x, f) with the state x and its rates f = dx/dt.  The state is restored on return.  With
+    ``columns`` (state indices) only those columns are computed; the others are 0.
     """
     x0 = _get_state(rr, space)
     f0 = np.asarray(rr.getRatesOfChange(), dtype=float)
     n = len(x0)
-    jac = np.empty((n, n))
+    jac = np.zeros((n, n))
+    wanted = np.ones(n, dtype=bool) if columns is None else np.isin(np.arange(n), columns)
     em = rr.model
     k = space.n_rules
     rules = space.ids[:k]
@@ -179,16 +193,91 @@ def jacobian(rr, space: StateSpace) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         # Perturb one component at a time and put only that one back (setting the whole state per column cost
         # n_rules calls each).
         for j in range(k):
+            if not wanted[j]:
+                continue
             h = FD_STEP * max(abs(x0[j]), X_FLOOR)
             em.setValue(rules[j], float(x0[j] + h))
             jac[:, j] = (np.asarray(rr.getRatesOfChange(), dtype=float) - f0) / h
             em.setValue(rules[j], float(x0[j]))
         for j in range(k, n):
+            if not wanted[j]:
+                continue
             h = FD_STEP * max(abs(x0[j]), X_FLOOR)
             amounts[j - k] = x0[j] + h
             em.setFloatingSpeciesAmounts(amounts)
             jac[:, j] = (np.asarray(rr.getRatesOfChange(), dtype=float) - f0) / h
             amounts[j - k] = x0[j]
+    finally:
+        _set_state(rr, space, x0)
+    return jac, x0, f0
+
+
+def column_groups(rr, space: StateSpace) -> tuple[list[np.ndarray], np.ndarray]:
+    """Partition the free columns of the Jacobian into groups whose nonzero rows do not overlap (greedy
+    colouring, Curtis, Powell & Reid 1974), so that one rate evaluation gives every column of a group.
+
+    The row pattern of each column is the union of the nonzeros of two full finite-difference Jacobians, at the
+    current state and at a state with every free component moved by 5 %; the state is restored.  Returns the
+    groups and the pattern.
+    """
+    x0 = _get_state(rr, space)
+    free = space.free if space.free.size else np.arange(len(x0))
+    pattern = jacobian(rr, space, free)[0] != 0
+    x1 = x0.copy()
+    x1[free] *= 1.0 + 0.05 * np.where(np.arange(len(free)) % 2 == 0, 1.0, -1.0)
+    try:
+        _set_state(rr, space, x1)
+        pattern |= jacobian(rr, space, free)[0] != 0
+    finally:
+        _set_state(rr, space, x0)
+    groups: list[list[int]] = []
+    rows_used: list[np.ndarray] = []
+    for j in free:
+        for g, used in zip(groups, rows_used, strict=True):
+            if not np.any(used & pattern[:, j]):
+                g.append(int(j))
+                used |= pattern[:, j]
+                break
+        else:
+            groups.append([int(j)])
+            rows_used.append(pattern[:, j].copy())
+    return [np.asarray(g, dtype=int) for g in groups], pattern
+
+
+def grouped_jacobian(rr, space: StateSpace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Forward-difference Jacobian of the free columns (the others 0) with one rate evaluation per column group
+    (:func:`column_groups`); (J, x, f) as :func:`jacobian`.  An entry outside the detected pattern is read as 0:
+    this Jacobian drives Newton steps, whose convergence is judged on the exact rates, never a stability
+    verdict (:func:`check_state` uses the full one)."""
+    if space.groups is None or space.pattern is None:
+        space.groups, space.pattern = column_groups(rr, space)
+    x0 = _get_state(rr, space)
+    f0 = np.asarray(rr.getRatesOfChange(), dtype=float)
+    n = len(x0)
+    jac = np.zeros((n, n))
+    h = FD_STEP * np.maximum(np.abs(x0), X_FLOOR)
+    em = rr.model
+    k = space.n_rules
+    rules = space.ids[:k]
+    try:
+        for group in space.groups:
+            # move only the group's components (a whole-state set costs one call per rate rule)
+            in_rules, in_species = group[group < k], group[group >= k]
+            for j in in_rules:
+                em.setValue(rules[j], float(x0[j] + h[j]))
+            if in_species.size:
+                amounts = x0[k:].copy()
+                amounts[in_species - k] += h[in_species]
+                em.setFloatingSpeciesAmounts(amounts)
+            df = np.asarray(rr.getRatesOfChange(), dtype=float) - f0
+            for j in in_rules:
+                em.setValue(rules[j], float(x0[j]))
+            if in_species.size:
+                em.setFloatingSpeciesAmounts(x0[k:])
+            for j in group:
+                jac[:, j] = df / h[j]
+        # keep each column's own rows only: the group's other columns moved the rest of df
+        jac *= space.pattern
     finally:
         _set_state(rr, space, x0)
     return jac, x0, f0
@@ -568,27 +657,69 @@ def _interpolate(start: float, end: float, s: float) -> float:
     return start + (end - start) * s
 
 
-def _newton(rr, space: StateSpace, iterations: int) -> bool:
-    """Full Newton solve (Jacobian refreshed every iteration) on the invariant subspace from the current state.
-    True if it converged (largest relative rate of change <= :data:`MAX_RELATIVE_RATE`) with no negative
-    concentration (rate-rule states such as membrane potentials may be negative)."""
-    q = space.basis
+#: Chord (simplified) Newton: the factorised Jacobian is reused while each step shrinks the reduced residual to at
+#: most this fraction of the previous one, and refreshed otherwise (each refresh counts as one of the solve's
+#: ``iterations``).  A Jacobian costs one rate evaluation per state; a chord step costs one.
+CHORD_CONTRACTION = 0.5
+#: Chord steps allowed per Jacobian.
+CHORD_STEPS = 12
+
+
+def _newton(rr, space: StateSpace, iterations: int, drug_free: bool = True) -> bool:
+    """Newton solve on the invariant subspace from the current state, with at most ``iterations`` Jacobians.
+
+    Chord iterations: the reduced Jacobian is factorised once and reused while the residual contracts by
+    :data:`CHORD_CONTRACTION` per step (up to :data:`CHORD_STEPS` steps); when a step contracts less, or
+    fails, the Jacobian is refreshed at the current point, as in full Newton.  True if it converged (largest
+    relative rate of change <= :data:`MAX_RELATIVE_RATE`) with no negative concentration (rate-rule states
+    such as membrane potentials may be negative).
+    """
+    # Without drug the drug states (structural zeros) stay 0 and their rates are 0 whatever the other states do,
+    # so the solve runs on the directions that keep them at 0 and needs only the Jacobian's other columns.
+    # (``drug_free`` False: solve on every state, for a model whose initial values are not a drug-free state, so
+    # its exact zeros need not be drug states.)
+    restrict = drug_free and space.free_basis.size > 0
+    q = space.free_basis if restrict else space.basis
+    columns = space.free if restrict else None
+    zeros = space.n_rules + space.structural_zeros
+    if columns is not None:
+        # round-off left in the drug states by earlier steps: they are exactly 0 at any drug-free state
+        x = _get_state(rr, space)
+        if np.any(x[zeros] != 0.0):
+            x[zeros] = 0.0
+            _set_state(rr, space, x)
     for _ in range(iterations):
-        jac, x, f = jacobian(rr, space)
+        jac, x, f = grouped_jacobian(rr, space) if columns is not None else jacobian(rr, space)
         try:
-            step = q @ np.linalg.solve(q.T @ jac @ q, q.T @ f)
-        except np.linalg.LinAlgError:
+            lu = lu_factor(q.T @ jac @ q, check_finite=True)
+        except (np.linalg.LinAlgError, ValueError):
             return False
-        x = x - step
-        if not np.all(np.isfinite(x)):
+        if np.any(np.diag(lu[0]) == 0):
             return False
-        # drug-bound states are exactly 0 at every drug-free steady state; the finite-difference Jacobian leaves
-        # round-off (~1e-14) in them that no further step removes, so put them back to 0
-        zeros = space.n_rules + space.structural_zeros
-        x[zeros[np.abs(x[zeros]) < ABS_TOLERANCE]] = 0.0
-        _set_state(rr, space, x)
-        if float(np.max(relative_rates(rr, space))) <= MAX_RELATIVE_RATE:
-            return bool(np.all(x[space.n_rules :] >= -ABS_TOLERANCE))
+        residual = float(np.linalg.norm(q.T @ f))
+        for step in range(CHORD_STEPS):
+            x_new = x - q @ lu_solve(lu, q.T @ f)
+            if not np.all(np.isfinite(x_new)):
+                if step == 0:
+                    return False  # a fresh Jacobian's own step fails: a new one at the same point would too
+                break
+            # drug-bound states are exactly 0 at every drug-free steady state; the finite-difference Jacobian
+            # leaves round-off (~1e-14) in them that no further step removes, so put them back to 0
+            x_new[zeros[np.abs(x_new[zeros]) < ABS_TOLERANCE]] = 0.0
+            _set_state(rr, space, x_new)
+            f_new = np.asarray(rr.getRatesOfChange(), dtype=float)
+            if not np.all(np.isfinite(f_new)):
+                _set_state(rr, space, x)
+                if step == 0:
+                    return False
+                break
+            if float(np.max(relative_rates(rr, space, x_new, f_new))) <= MAX_RELATIVE_RATE:
+                return bool(np.all(x_new[space.n_rules :] >= -ABS_TOLERANCE))
+            new_residual = float(np.linalg.norm(q.T @ f_new))
+            x, f = x_new, f_new
+            if not new_residual <= CHORD_CONTRACTION * residual:
+                break  # slow or no progress: a fresh Jacobian here
+            residual = new_residual
     return False
 
 

@@ -272,7 +272,7 @@ def steady_state_values(sbml: str) -> dict[str, float]:
         # CVODE can stall where the homeostats' synaptic scaling has its kink (homeo_scale = 1, min(scale, 1)),
         # which the drug-free state sits next to; a full Newton solve from where it stopped finishes the job
         # (the check below decides whether it did).
-        steady_state._newton(rr, space, steady_state.CONTINUATION_ITERATIONS * 4)
+        steady_state._newton(rr, space, steady_state.CONTINUATION_ITERATIONS * 4, drug_free=False)
     steady_state.polish(rr, space)
     steady_state.snap_structural_zeros(rr, space, steady_state.ABS_TOLERANCE)  # drug-bound states: exactly 0
     species = list(rr.model.getFloatingSpeciesIds())
