@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from analysis.analyses.drugs import MADRS_CALIBRATION, calibrate_madrs_link, compare_drugs, equal_block_dose
+from analysis.analyses.drugs import calibrate_madrs_link, compare_drugs, equal_block_dose, madrs_points
 from analysis.core.drugs import PROTOCOLS, drug_parameters, drugs, read_drugs, with_drug
 from analysis.core.errors import ModelError
 from analysis.core.model import load_model
@@ -105,12 +105,14 @@ def test_madrs_link_reproduces_its_fit():
     assert fit["madrs_emax"] == pytest.approx(table["madrs_emax"].value, rel=0.01)
     assert fit["madrs_x50"] == pytest.approx(table["madrs_x50"].value, rel=0.01)
     m = load_model("human")
-    for point in MADRS_CALIBRATION:
-        params = with_drug(point.protocol.drug, "human", dict(point.protocol.inputs))
-        df = m.simulate([0.0, point.time_s], params, ("madrs_change",))
+    points = madrs_points("fit")
+    assert len(points) >= 3
+    for point in points:
+        df = m.simulate([0.0, point.time_s], dict(point.parameters), ("madrs_change",))
         assert df["madrs_change"].iloc[0] == 0.0
         assert df["madrs_change"].iloc[-1] == pytest.approx(fit[f"fit: {point.name}"], rel=0.01)
-        assert abs(df["madrs_change"].iloc[-1] - point.madrs_change) < 2 * point.se
+        # within two standard errors of the trial's difference from placebo
+        assert abs(-df["madrs_change"].iloc[-1] - point.improvement) < 2 * point.sigma_log * point.improvement
 
 
 def test_madrs_link_saturates_and_is_odd():

@@ -21,6 +21,7 @@ from analysis.analyses.readouts import DAY, HOUR
 from analysis.core.drugs import PROTOCOLS, Protocol, with_drug
 from analysis.core.errors import ModelError
 from analysis.core.model import CascadeModel, load_model
+from analysis.core.simulate import DEFAULT_SCENARIOS
 
 __all__ = [
     "PROTOCOLS",
@@ -29,7 +30,7 @@ __all__ = [
     "equal_block_dose",
     "calibrate_madrs_link",
     "madrs_link",
-    "MADRS_CALIBRATION",
+    "madrs_points",
 ]
 #: Observables of the comparison (human model; madrs_change exists only there).
 DRUG_OBSERVABLES = (
@@ -156,46 +157,44 @@ def compare_drugs(
 
 @dataclass(frozen=True)
 class ClinicalPoint:
-    """A published placebo-controlled MADRS difference (points; negative = improvement) with its standard
-    error, ``time_s`` s after the dose of ``protocol``."""
+    """A published placebo-controlled MADRS improvement (points, positive = better than placebo) ``time_s`` s
+    after a dose given by ``parameters`` (human model inputs and drug preset), with the SD of its log-normal
+    error (``sigma_log`` = SE / mean)."""
 
     name: str
-    protocol: Protocol
+    parameters: Mapping[str, float]
     time_s: float
-    madrs_change: float
-    se: float
+    improvement: float
+    sigma_log: float
+    use: str
     source: str
 
 
-#: The clinical points the MADRS link is fitted to (single doses, 24 h, difference from placebo).
-#: Murrough 2013: SE from the 95 % CI 3.20-12.71.  Daly 2018: Table 1, period 1 (LS mean difference (SE)).
-MADRS_CALIBRATION: tuple[ClinicalPoint, ...] = (
-    ClinicalPoint(
-        "racemic ketamine 0.5 mg/kg IV, 24 h",
-        PROTOCOLS["racemic ketamine 0.5 mg/kg IV"],
-        DAY,
-        -7.95,
-        2.43,
-        "Murrough et al. 2013 Am J Psychiatry 170:1134, DOI 10.1176/appi.ajp.2013.13030392",
-    ),
-    ClinicalPoint(
-        "esketamine 56 mg IN, 24 h",
-        PROTOCOLS["esketamine 56 mg IN"],
-        DAY,
-        -10.0,
-        3.00,
-        "Daly et al. 2018 JAMA Psychiatry 75:139, DOI 10.1001/jamapsychiatry.2017.3739, Table 1",
-    ),
-    ClinicalPoint(
-        "esketamine 84 mg IN, 24 h",
-        PROTOCOLS["esketamine 84 mg IN"],
-        DAY,
-        -10.7,
-        2.88,
-        "Daly et al. 2018 JAMA Psychiatry 75:139, DOI 10.1001/jamapsychiatry.2017.3739, Table 1",
-    ),
-)
-#: Held out of the fit (checked in models/validation.tsv): esketamine 28 mg, 24 h, -9.1 (SE 3.08), Daly 2018.
+#: Observable of the clinical rows of ``models/calibration_data.tsv``.
+MADRS_OBSERVABLE = "-madrs_change"
+
+
+def madrs_points(use: str | None = "fit") -> tuple[ClinicalPoint, ...]:
+    """The clinical rows of ``models/calibration_data.tsv`` (the one table of calibration data, also the PEtab
+    problem's), ``use`` "fit" (default), "holdout" or None for both."""
+    from analysis.calibration.petab_problem import interventions, read_data
+
+    base = {k: v for k, v in DEFAULT_SCENARIOS["human"].items() if k != "dose"}
+    return tuple(
+        ClinicalPoint(
+            r["id"],
+            {**base, "dose": float(r["dose"]), **interventions(r["interventions"], "human")},
+            float(r["time_s"]),
+            float(r["value"]),
+            float(r["sigma_log"]),
+            r["use"],
+            r["citation"],
+        )
+        for r in read_data()
+        if r["species"] == "human"
+        and r["observable"].replace(" ", "") == MADRS_OBSERVABLE
+        and (use is None or r["use"] == use)
+    )
 
 
 def madrs_link(effect_rel: np.ndarray | float, emax: float, x50: float) -> np.ndarray:
@@ -207,11 +206,12 @@ def madrs_link(effect_rel: np.ndarray | float, emax: float, x50: float) -> np.nd
 
 def calibrate_madrs_link(
     model: CascadeModel | None = None,
-    points: Sequence[ClinicalPoint] = MADRS_CALIBRATION,
+    points: Sequence[ClinicalPoint] | None = None,
     k_madrs_effect: float | None = None,
 ) -> dict[str, float]:
-    """Fit ``madrs_emax`` (points) and ``madrs_x50`` (dimensionless) of the MADRS link to ``points`` by
-    weighted least squares (residuals divided by the standard errors).
+    """Fit ``madrs_emax`` (points) and ``madrs_x50`` (dimensionless) of the MADRS link to ``points`` (default:
+    the ``fit`` rows of :func:`madrs_points`) by least squares on the log scale, residual
+    (log simulated - log measured) / sigma_log: the same log-normal likelihood as the PEtab problem.
 
     The link is algebraic in the effect compartment, so each protocol is simulated once (``madrs_effect_rel``
     at the point's time) and only the two link parameters are optimised.  ``k_madrs_effect`` (/s) defaults to
@@ -219,11 +219,12 @@ def calibrate_madrs_link(
     of squares (``chi2``).
     """
     model = model or load_model("human")
+    points = madrs_points("fit") if points is None else tuple(points)
     if len(points) < 2:
         raise ModelError("the MADRS link has two parameters: give at least two clinical points")
     levels = []
     for point in points:
-        params = with_drug(point.protocol.drug, "human", dict(point.protocol.inputs))
+        params = dict(point.parameters)
         if k_madrs_effect is not None:
             params["k_madrs_effect"] = k_madrs_effect
         times = np.array([0.0, point.time_s])
@@ -232,14 +233,14 @@ def calibrate_madrs_link(
     effect = np.array(levels)
     if not np.all(effect > 1.0):
         raise ModelError(f"no synaptic effect to link at the clinical points (madrs_effect_rel {effect})")
-    data = np.array([p.madrs_change for p in points])
-    se = np.array([p.se for p in points])
+    data = np.log([p.improvement for p in points])
+    sigma = np.array([p.sigma_log for p in points])
 
     def residuals(log_params: np.ndarray) -> np.ndarray:
         emax, x50 = np.exp(log_params)
-        return (madrs_link(effect, emax, x50) - data) / se
+        return (np.log(-madrs_link(effect, emax, x50)) - data) / sigma
 
-    start = np.log([float(np.max(-data)), float(np.median(effect - 1.0))])
+    start = np.log([float(np.exp(data).max()), float(np.median(effect - 1.0))])
     fit = least_squares(residuals, start, method="lm", xtol=1e-12, ftol=1e-12)
     if not fit.success:
         raise ModelError(f"the MADRS link fit failed: {fit.message}")

@@ -36,7 +36,10 @@ FLAT_PROFILE = 1e-6
 #: gradient here, and its integration noise (~1e-7 relative) makes scipy's finite-difference L-BFGS-B stop early
 #: ("ABNORMAL" line search: measured 1.48 and 1.60 for a datum that needs 1.515); the simplex converges.
 OPTIMIZER_METHOD = "Nelder-Mead"
-OPTIMIZER_OPTIONS = {"xatol": 1e-8, "fatol": 1e-12, "maxiter": 2000}
+#: Tolerances: 1e-4 in log10 parameter units (0.02 %) and 1e-6 in the objective, far below what matters for
+#: convergence (:data:`CONVERGED_WITHIN`) or a profile (:data:`PROFILE_THRESHOLD`); tighter ones (1e-8, 1e-12) made a
+#: start along a flat direction (a practically non-identifiable parameter) run 9340 evaluations instead of ~300.
+OPTIMIZER_OPTIONS = {"xatol": 1e-4, "fatol": 1e-6, "maxfev": 1500}
 #: A start has converged if its objective is within this of the best one.
 CONVERGED_WITHIN = 1e-3
 
@@ -96,7 +99,7 @@ def simulate_rows(species: str, rows: list[dict[str, str]], parameters: dict[str
     for r in rows:
         expression = r["observable"]
         ids = sorted(set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expression)))
-        params = {**base, **(parameters or {}), "dose": float(r["dose"]), **interventions(r["interventions"])}
+        params = {**base, **(parameters or {}), "dose": float(r["dose"]), **interventions(r["interventions"], species)}
         df = model.simulate(np.array([0.0, float(r["time_s"])]), params, ids)
         values = {k: float(df[k].iloc[-1]) for k in ids}
         out.append(float(eval(expression, {"__builtins__": {}}, values)))  # noqa: S307 - ids of the SBML only
@@ -138,6 +141,7 @@ def calibrate(
     best_params: dict[str, float] = {}
     summary: dict = {"species": species, "n_starts": 0, "n_converged": 0, "best_objective": None, "n_profiled": 0}
     identifiability = []
+    band_sets: list[dict[str, float]] = []
     fvals = np.array([])
     profiles = {}
     if estimated:
@@ -169,6 +173,7 @@ def calibrate(
                 result = profile_mod.parameter_profile(
                     problem=problem, result=result,
                     optimizer=optimize.ScipyOptimizer(method=OPTIMIZER_METHOD, options=OPTIMIZER_OPTIONS),
+                    engine=engine,
                     progress_bar=False,
                 )  # fmt: skip
             for i, name in enumerate(problem.x_names):
@@ -178,6 +183,12 @@ def calibrate(
                 xs = 10 ** np.asarray(prof.x_path[i], dtype=float)
                 fv = np.asarray(prof.fval_path, dtype=float)
                 profiles[name] = (xs, fv)
+                inside = np.asarray(fv) - best <= PROFILE_THRESHOLD
+                path = 10 ** np.asarray(prof.x_path, dtype=float)  # (n_parameters, n_points)
+                band_sets += [
+                    {p: float(path[j, k]) for j, p in enumerate(problem.x_names) if p in estimated}
+                    for k in np.flatnonzero(inside)
+                ]
                 identifiability.append(
                     {"parameter": name, "best": best_params[name], "profile_min": float(xs.min()),
                      "profile_max": float(xs.max()), "class": _profile_class(fv, best, xs, best_params[name])}
@@ -202,9 +213,67 @@ def calibrate(
             for r, s in zip(fit_rows + hold_rows, np.concatenate([sim_fit, sim_hold]), strict=True)
         ]
     )  # fmt: skip
+    bands = pd.DataFrame()
+    if band_sets:
+        bands = prediction_bands(species, fit_rows + hold_rows, [best_params, *band_sets])
+        summary["n_band_sets"] = 1 + len(band_sets)
     if out is not None:
-        _write_report(Path(out), summary, fits, pd.DataFrame(identifiability), fvals, profiles)
+        _write_report(Path(out), summary, fits, pd.DataFrame(identifiability), fvals, profiles, bands, data)
     return summary
+
+
+#: Horizon of the prediction bands (s): two weeks, the clinical follow-up of a single dose.
+BAND_HORIZON = 14 * 86400.0
+
+
+def prediction_bands(
+    species: str,
+    rows: list[dict[str, str]],
+    parameter_sets: list[dict[str, float]],
+    t_end: float = BAND_HORIZON,
+) -> pd.DataFrame:
+    """Profile-likelihood prediction bands: every condition and observable of the data ``rows``, simulated with
+    each of ``parameter_sets`` (the best fit first, then the profile points inside the 95 % threshold), over
+    :func:`~analysis.core.simulate.time_grid` to ``t_end`` s plus the data times.  Returns a tidy DataFrame (condition,
+    observable, time_s, best, lower, upper): the envelope of the sets, an approximation to the 95 % band of the
+    prediction that each parameter's uncertainty alone allows (no sampling of the joint region)."""
+    from analysis.core.simulate import time_grid
+
+    if not parameter_sets:
+        raise ValueError("prediction bands need at least one parameter set")
+    model = load_model(species)
+    base = {k: v for k, v in DEFAULT_SCENARIOS[species].items() if k != "dose"}
+    times = np.unique(np.concatenate([time_grid(t_end), [float(r["time_s"]) for r in rows]]))  # the data times too
+    groups: dict[tuple[str, str], list[str]] = {}
+    for r in rows:
+        groups.setdefault((r["dose"], r["interventions"]), [])
+        if r["observable"] not in groups[(r["dose"], r["interventions"])]:
+            groups[(r["dose"], r["interventions"])].append(r["observable"])
+    frames = []
+    for (dose, text), expressions in groups.items():
+        condition = f"dose {float(dose):g}" + (f"; {text}" if text else "")
+        inputs = {**base, "dose": float(dose), **interventions(text, species)}
+        ids = sorted({i for e in expressions for i in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", e)})
+        runs = []
+        for params in parameter_sets:
+            df = model.simulate(times, {**inputs, **params}, ids)
+            env = {k: df[k].to_numpy() for k in ids}
+            runs.append([eval(e, {"__builtins__": {}}, env) for e in expressions])  # noqa: S307 - SBML ids only
+        values = np.asarray(runs, dtype=float)  # (sets, expressions, times)
+        for j, e in enumerate(expressions):
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "condition": condition,
+                        "observable": e,
+                        "time_s": times,
+                        "best": values[0, j],
+                        "lower": values[:, j].min(axis=0),
+                        "upper": values[:, j].max(axis=0),
+                    }
+                )  # fmt: skip
+            )
+    return pd.concat(frames, ignore_index=True)
 
 
 def _markdown(df: pd.DataFrame) -> str:
@@ -220,7 +289,32 @@ def _markdown(df: pd.DataFrame) -> str:
     )
 
 
-def _write_report(out: Path, summary, fits, ident, fvals, profiles) -> None:
+def _plot_bands(bands: pd.DataFrame, data: list[dict[str, str]]):
+    """One panel per (condition, observable): band, best fit and the data with their log-normal 95 % error."""
+    import matplotlib.pyplot as plt
+
+    keys = list(dict.fromkeys(zip(bands["condition"], bands["observable"], strict=True)))
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.2), squeeze=False)
+    for ax, (cond, obs) in zip(axes[0], keys, strict=True):
+        b = bands[(bands["condition"] == cond) & (bands["observable"] == obs)]
+        days = b["time_s"].to_numpy() / 86400.0
+        ax.fill_between(days, b["lower"], b["upper"], color="C0", alpha=0.25, lw=0, label="95 % profile band")
+        ax.plot(days, b["best"], color="C0", lw=1.2, label="best fit")
+        for r in data:
+            here = f"dose {float(r['dose']):g}" + (f"; {r['interventions']}" if r["interventions"] else "")
+            if here == cond and r["observable"] == obs:
+                v, sd = float(r["value"]), float(r["sigma_log"])
+                err = [[v * (1 - np.exp(-1.96 * sd))], [v * (np.exp(1.96 * sd) - 1)]]
+                style = "ko" if r["use"] == "fit" else "rs"
+                ax.errorbar([float(r["time_s"]) / 86400.0], [v], yerr=err, fmt=style, ms=4, label=r["use"])
+        ax.set(xlabel="time (days)", ylabel=obs, title=cond, xscale="symlog", xlim=(0, days.max()))
+        ax.title.set_fontsize(7)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def _write_report(out: Path, summary, fits, ident, fvals, profiles, bands=None, data=None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -244,6 +338,12 @@ def _write_report(out: Path, summary, fits, ident, fvals, profiles) -> None:
     fig.tight_layout()
     write_atomic(out / "profiles.png", lambda p: fig.savefig(p, dpi=120))
     plt.close(fig)
+    has_bands = bands is not None and not bands.empty
+    if has_bands:
+        write_atomic(out / "bands.csv", lambda p: bands.to_csv(p, index=False))
+        fig = _plot_bands(bands, data or [])
+        write_atomic(out / "bands.png", lambda p: fig.savefig(p, dpi=120))
+        plt.close(fig)
     lines = [
         f"# Calibration report: {summary['species']}",
         "",
@@ -266,7 +366,18 @@ def _write_report(out: Path, summary, fits, ident, fvals, profiles) -> None:
         "![waterfall](waterfall.png) ![profiles](profiles.png)",
         "",
     ]
+    if has_bands:
+        lines += [
+            "## Prediction bands",
+            "",
+            f"Envelope of {summary.get('n_band_sets')} parameter sets (the best fit and every profile point inside the "
+            "95 % threshold), simulated for each data condition over two weeks (`bands.csv`); data with their "
+            "95 % log-normal error, held-out data in red.",
+            "",
+            "![bands](bands.png)",
+            "",
+        ]
     write_text_atomic(out / "report.md", "\n".join(lines))
 
 
-__all__ = ["PROFILE_THRESHOLD", "calibrate", "pypesto_problem", "simulate_rows"]
+__all__ = ["PROFILE_THRESHOLD", "calibrate", "prediction_bands", "pypesto_problem", "simulate_rows"]

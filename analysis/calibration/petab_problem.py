@@ -12,8 +12,11 @@ Outputs (``models/petab/<species>/``, committed, rewritten by ``make build``): `
 shipped SBML in ``sbml/``), ``conditions.tsv``, ``observables.tsv``, ``measurements.tsv`` (the ``fit`` rows),
 ``measurements_holdout.tsv`` (the ``holdout`` rows, not part of the problem), ``parameters.tsv``.
 
-Conditions set the dose (``dose``, mg/kg; the human one also ``infusion_duration``) and the intervention
-parameters.  Observables are log-normal (``observableTransformation`` log) with the noise of the data row.
+Conditions set the dose (``dose``, mg/kg; the human one also ``infusion_duration``), the intervention
+parameters and, for ``drug=<preset>``, the parameters of that drug preset (``models/drugs.tsv``).  Observables
+are log-normal (``observableTransformation`` log) with the noise of the data row; a quantity that is negative
+when it is large (the MADRS change, negative = improvement) is observed as its negative, e.g.
+``-madrs_change``, the improvement against placebo.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import os
 import re
 from pathlib import Path
 
+from analysis.core.drugs import drug_parameters, with_drug
 from analysis.core.io import write_text_atomic
 from analysis.core.paths import MODELS, SPECIES, sbml_path
 from analysis.core.simulate import DEFAULT_SCENARIOS
@@ -38,7 +42,8 @@ DATA_COLUMNS = [
 #: Parameters each species' problem estimates.  Chosen because the ``fit`` data of that species inform them; the
 #: human plasma level at the end of the infusion informs the central volume.  Everything else stays at its table
 #: value (PEtab: not listed, so the SBML value is used).
-ESTIMATED: dict[str, list[str]] = {"human": ["v1_per_kg"], "rat": []}
+#: The clinical MADRS differences (human) inform the two parameters of the empirical MADRS link.
+ESTIMATED: dict[str, list[str]] = {"human": ["v1_per_kg", "madrs_emax", "madrs_x50"], "rat": []}
 
 
 class CalibrationDataError(TableError):
@@ -74,21 +79,28 @@ def read_data(path: Path = DATA) -> list[dict[str, str]]:
     return rows
 
 
-def interventions(text: str) -> dict[str, float]:
-    """``"inhib_mtorc1=1;inhib_ampa=0.9"`` -> {"inhib_mtorc1": 1.0, "inhib_ampa": 0.9}."""
-    return parse_assignments(text)  # type: ignore[return-value]  (no text keys: every value is a float)
+def interventions(text: str, species: str) -> dict[str, float]:
+    """``"inhib_mtorc1=1;inhib_ampa=0.9"`` -> {"inhib_mtorc1": 1.0, "inhib_ampa": 0.9}; ``drug=<preset>`` is
+    expanded into the parameters of that preset of ``models/drugs.tsv`` for ``species`` (explicit values win)."""
+    values = parse_assignments(text, text_keys=("drug",))
+    drug = values.pop("drug", None)
+    return with_drug(str(drug) if drug else None, species, values)  # type: ignore[arg-type]
 
 
-def condition_id(species: str, dose: float, extra: dict[str, float]) -> str:
-    """A readable PEtab condition id, e.g. ``rat_dose_10`` or ``rat_dose_10_inhib_mtorc1_1``."""
-    parts = [species, "dose", f"{dose:g}"] + [f"{k}_{v:g}" for k, v in sorted(extra.items())]
+def condition_id(species: str, dose: float, extra: dict[str, float], drug: str | None = None) -> str:
+    """A readable PEtab condition id, e.g. ``rat_dose_10``, ``rat_dose_10_inhib_mtorc1_1`` or
+    ``human_esketamine_dose_0_dose_intranasal_56``."""
+    parts = [species] + ([drug] if drug else []) + ["dose", f"{dose:g}"]
+    parts += [f"{k}_{v:g}" for k, v in sorted(extra.items())]
     return re.sub(r"[^A-Za-z0-9_]", "p", "_".join(parts))
 
 
 def observable_id(expression: str) -> str:
     """PEtab observable id of an SBML id or expression (``ket_brain_tissue / ket_central`` ->
     ``obs_ket_brain_tissue_over_ket_central``)."""
-    text = expression.replace("/", " over ").replace("*", " times ")
+    text = expression.strip()
+    text = ("minus " + text[1:]) if text.startswith("-") else text
+    text = text.replace("/", " over ").replace("*", " times ")
     return "obs_" + "_".join(re.findall(r"[A-Za-z0-9_]+", text))
 
 
@@ -107,11 +119,14 @@ def problem_tables(species: str, data: list[dict[str, str]] | None = None) -> di
     meas: dict[str, list[list[object]]] = {"fit": [], "holdout": []}
     observables: dict[str, list[object]] = {}
     for r in rows:
-        extra = interventions(r["interventions"])
+        extra = interventions(r["interventions"], species)
         unknown = [k for k in extra if k not in params]
         if unknown:
             raise CalibrationDataError(f"{r['id']}: unknown intervention parameter(s) {unknown}")
-        cid = condition_id(species, float(r["dose"]), extra)
+        drug = parse_assignments(r["interventions"], text_keys=("drug",)).get("drug")
+        preset = drug_parameters(str(drug), species) if drug else {}
+        named = {k: v for k, v in extra.items() if k not in preset}
+        cid = condition_id(species, float(r["dose"]), named, str(drug) if drug else None)
         conditions[cid] = {"dose": float(r["dose"]), **base, **extra}
         oid = observable_id(r["observable"])
         observables[oid] = [oid, r["observable"], f"noiseParameter1_{oid}", "log", "normal"]
