@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from analysis.analyses import robustness as R
 from analysis.analyses.sensitivity import parameter_bounds
@@ -61,3 +62,17 @@ def test_cli_robustness_writes_tables_and_figures(tmp_path):
     assert main(["robustness", "--samples", "10", "--continuation", "mg_ext", "--out", str(tmp_path)]) == 0
     for name in ("range_ends.csv", "joint_box.csv", "continuation_mg_ext.csv", "continuation.png", "range_ends.png"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_oscillatory_modes_find_the_coupled_homeostats():
+    """The one slow complex pair of the drug-free state belongs to the two integral homeostats (participation),
+    and its period scales with their time constant while its damping does not (a property of the loop)."""
+    base = R.oscillatory_modes("rat")
+    assert len(base) == 1
+    mode = base.iloc[0]
+    assert 0 < mode["damping_ratio"] < 1 and 0 < mode["overshoot"] < 0.2
+    assert mode["states"].split(", ")[0].split(" ")[0] in ("homeo_scale", "homeo_scale_int")
+    assert {s.split(" ")[0] for s in mode["states"].split(", ")[:2]} == {"homeo_scale", "homeo_scale_int"}
+    slow = R.oscillatory_modes("rat", {"tau_homeostasis": 2 * 172800.0}).iloc[0]
+    assert slow["period_days"] == pytest.approx(2 * mode["period_days"], rel=0.02)
+    assert slow["damping_ratio"] == pytest.approx(mode["damping_ratio"], abs=0.01)

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import linalg
 from tqdm import tqdm
 
 from analysis.analyses.sensitivity import as_model
@@ -199,4 +200,59 @@ def branch_end(scan: pd.DataFrame) -> tuple[float | None, float | None]:
     return (float(below.max()) if len(below) else None, float(above.min()) if len(above) else None)
 
 
-__all__ = ["branch_end", "continuation", "dosed_check", "joint_box", "range_ends", "sample_box", "survey_parameters"]
+def oscillatory_modes(
+    model: CascadeModel | str = "rat",
+    parameters: dict[str, float] | None = None,
+    slowest: float = 1e-3,
+    top: int = 5,
+) -> pd.DataFrame:
+    """Damped oscillations of the drug-free state: the complex eigenvalue pairs of its Jacobian (on the
+    invariant subspace) slower than ``slowest`` (1/s), one row per pair, slowest decay first.
+
+    Columns: ``decay_per_s`` (-Re), ``period_days`` (2 pi / |Im|), ``damping_ratio`` (-Re / |lambda|; 1 and above
+    would be no oscillation; an overshoot of exp(-pi z / sqrt(1 - z^2)) follows a step), ``overshoot`` and
+    ``states``: the ``top`` states with the largest participation factors (share of the mode, in brackets).
+    ``parameters`` first move the model to that set's drug-free state (:meth:`CascadeModel.drug_free_state`);
+    the model is left at its shipped parameters.  This is how a ringing loop is found and designed out
+    (model-v2 issue, item 3).
+    """
+    m = as_model(model)
+    if parameters:
+        check = m.drug_free_state(parameters)
+        if not check.ok:
+            m.apply({})
+            raise SimulationError(f"no drug-free state to analyse: {check.reason}")
+    else:
+        m.apply({"t_dose": 1e30})
+    try:
+        jac, x, _ = steady_state.jacobian(m.rr, m.space)
+    finally:
+        m.apply({})
+    # modal analysis on the drug-free states (the drug states are 0 and decouple): right and left eigenvectors,
+    # participation factor of state i in mode k = |w_ik v_ik| / sum_i |w_ik v_ik| (Perez-Arriaga et al. 1982)
+    free = m.space.free if m.space.free.size else np.arange(len(x))
+    values, left, right = linalg.eig(jac[np.ix_(free, free)], left=True, right=True)
+    rows = []
+    for k in np.flatnonzero((values.imag > 0) & (np.abs(values) < slowest)):
+        lam = values[k]
+        share = np.abs(left[:, k].conj() * right[:, k])
+        share /= share.sum()
+        z = float(-lam.real / abs(lam))
+        order = np.argsort(-share)[:top]
+        rows.append(
+            {
+                "decay_per_s": float(-lam.real),
+                "period_days": float(2 * np.pi / lam.imag / 86400.0),
+                "damping_ratio": z,
+                "overshoot": float(np.exp(-np.pi * z / np.sqrt(1 - z * z))) if 0 <= z < 1 else 0.0,
+                "states": ", ".join(f"{m.space.ids[free[i]]} ({share[i]:.2f})" for i in order),
+            }
+        )
+    columns = ["decay_per_s", "period_days", "damping_ratio", "overshoot", "states"]
+    return pd.DataFrame(rows, columns=columns).sort_values("decay_per_s", ignore_index=True)
+
+
+__all__ = [
+    "branch_end", "continuation", "dosed_check", "joint_box", "oscillatory_modes", "range_ends", "sample_box",
+    "survey_parameters",
+]  # fmt: skip
