@@ -60,7 +60,8 @@ def test_continuation_follows_the_physiological_branch_until_it_ends():
 
 def test_cli_robustness_writes_tables_and_figures(tmp_path):
     assert main(["robustness", "--samples", "10", "--continuation", "mg_ext", "--out", str(tmp_path)]) == 0
-    for name in ("range_ends.csv", "joint_box.csv", "continuation_mg_ext.csv", "continuation.png", "range_ends.png"):
+    tables = ("range_ends.csv", "joint_box.csv", "continuation_mg_ext.csv", "oscillatory_modes.csv")
+    for name in (*tables, "continuation.png", "range_ends.png"):
         assert (tmp_path / name).stat().st_size > 0
 
 

@@ -217,6 +217,13 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         lo, hi = R.branch_end(scan)
         print(f"continuation {p}: physiological branch ends at {lo} (below) / {hi} (above); "
               f"range {scan.attrs['lower']:g} to {scan.attrs['upper']:g}")  # fmt: skip
+    modes = R.oscillatory_modes(args.species)
+    write_csv(modes, out / "oscillatory_modes.csv")
+    for _, mode in modes.iterrows():
+        print(
+            f"damped oscillation of the drug-free state: period {mode['period_days']:.3g} d, damping ratio "
+            f"{mode['damping_ratio']:.2f} (overshoot {100 * mode['overshoot']:.0f} %); {mode['states']}"
+        )
     print(f"-> {out}/")
     return 0
 
