@@ -297,17 +297,25 @@ def _plot_bands(bands: pd.DataFrame, data: list[dict[str, str]]):
     fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.2), squeeze=False)
     for ax, (cond, obs) in zip(axes[0], keys, strict=True):
         b = bands[(bands["condition"] == cond) & (bands["observable"] == obs)]
-        days = b["time_s"].to_numpy() / 86400.0
-        ax.fill_between(days, b["lower"], b["upper"], color="C0", alpha=0.25, lw=0, label="95 % profile band")
-        ax.plot(days, b["best"], color="C0", lw=1.2, label="best fit")
+        points = []
         for r in data:
             here = f"dose {float(r['dose']):g}" + (f"; {r['interventions']}" if r["interventions"] else "")
             if here == cond and r["observable"] == obs:
-                v, sd = float(r["value"]), float(r["sigma_log"])
-                err = [[v * (1 - np.exp(-1.96 * sd))], [v * (np.exp(1.96 * sd) - 1)]]
-                style = "ko" if r["use"] == "fit" else "rs"
-                ax.errorbar([float(r["time_s"]) / 86400.0], [v], yerr=err, fmt=style, ms=4, label=r["use"])
-        ax.set(xlabel="time (days)", ylabel=obs, title=cond, xscale="symlog", xlim=(0, days.max()))
+                points.append(r)
+        # a datum within the first 6 h (PK) is shown on an hour scale up to 4x its time, the rest in days
+        t_data = max((float(r["time_s"]) for r in points), default=b["time_s"].max())
+        scale, label = (3600.0, "h") if t_data < 6 * 3600 else (86400.0, "days")
+        t_end = 4 * t_data if t_data < 6 * 3600 else float(b["time_s"].max())
+        b = b[b["time_s"] <= t_end]
+        t = b["time_s"].to_numpy() / scale
+        ax.fill_between(t, b["lower"], b["upper"], color="C0", alpha=0.25, lw=0, label="95 % profile band")
+        ax.plot(t, b["best"], color="C0", lw=1.2, label="best fit")
+        for r in points:
+            v, sd = float(r["value"]), float(r["sigma_log"])
+            err = [[v * (1 - np.exp(-1.96 * sd))], [v * (np.exp(1.96 * sd) - 1)]]
+            style = "ko" if r["use"] == "fit" else "rs"
+            ax.errorbar([float(r["time_s"]) / scale], [v], yerr=err, fmt=style, ms=4, label=r["use"])
+        ax.set(xlabel=f"time ({label})", ylabel=obs, title=cond, xlim=(0, t_end / scale))
         ax.title.set_fontsize(7)
         ax.legend(fontsize=6)
     fig.tight_layout()
