@@ -296,11 +296,14 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser(
         "calibrate",
         help="fit a species' PEtab problem (models/petab/) with pyPESTO on libroadrunner: multistart, profiles, "
-        "identifiability, errors on fitted and held-out data (2 cores: human, 100 starts, ~45 s)",
+        "identifiability, prediction bands, errors on fitted and held-out data (human, 100 starts, 3 parameters: "
+        "~7 min with --workers 2, about twice that with one; rat: seconds)",
     )
     p.add_argument("--species", choices=SPECIES, default="human")
     p.add_argument("--starts", type=int, default=100, help="multistart local optimisations")
-    p.add_argument("--workers", type=int, default=0, help="processes for the starts (pyPESTO's engine; 0/1: one)")
+    p.add_argument(
+        "--workers", type=int, default=0, help="processes for the starts and profiles (pyPESTO's engine; 0/1: one)"
+    )
     p.add_argument("--no-profile", action="store_true", help="skip the profile likelihoods")
     p.add_argument("--out", help="report folder (default: docs/calibration/<species>)")
     p.set_defaults(func=cmd_calibrate)
