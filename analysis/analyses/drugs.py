@@ -21,7 +21,6 @@ from analysis.analyses.readouts import DAY, HOUR
 from analysis.core.drugs import PROTOCOLS, Protocol, with_drug
 from analysis.core.errors import ModelError
 from analysis.core.model import CascadeModel, load_model
-from analysis.core.simulate import DEFAULT_SCENARIOS
 
 __all__ = [
     "PROTOCOLS",
@@ -177,13 +176,12 @@ MADRS_OBSERVABLE = "-madrs_change"
 def madrs_points(use: str | None = "fit") -> tuple[ClinicalPoint, ...]:
     """The clinical rows of ``models/calibration_data.tsv`` (the one table of calibration data, also the PEtab
     problem's), ``use`` "fit" (default), "holdout" or None for both."""
-    from analysis.calibration.petab_problem import interventions, read_data
+    from analysis.calibration.petab_problem import read_data, row_inputs
 
-    base = {k: v for k, v in DEFAULT_SCENARIOS["human"].items() if k != "dose"}
     return tuple(
         ClinicalPoint(
             r["id"],
-            {**base, "dose": float(r["dose"]), **interventions(r["interventions"], "human")},
+            row_inputs(r, "human"),
             float(r["time_s"]),
             float(r["value"]),
             float(r["sigma_log"]),

@@ -224,13 +224,13 @@ def oscillatory_modes(
             raise SimulationError(f"no drug-free state to analyse: {check.reason}")
     else:
         m.apply({"t_dose": 1e30})
-    try:
-        jac, x, _ = steady_state.jacobian(m.rr, m.space)
-    finally:
-        m.apply({})
     # modal analysis on the drug-free states (the drug states are 0 and decouple): right and left eigenvectors,
     # participation factor of state i in mode k = |w_ik v_ik| / sum_i |w_ik v_ik| (Perez-Arriaga et al. 1982)
-    free = m.space.free if m.space.free.size else np.arange(len(x))
+    free = m.space.free if m.space.free.size else np.arange(len(m.space.ids))
+    try:
+        jac = steady_state.jacobian(m.rr, m.space, free)[0]
+    finally:
+        m.apply({})
     values, left, right = linalg.eig(jac[np.ix_(free, free)], left=True, right=True)
     rows = []
     for k in np.flatnonzero((values.imag > 0) & (np.abs(values) < slowest)):

@@ -23,10 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.calibration.petab_problem import ESTIMATED, interventions, problem_yaml, read_data
+from analysis.calibration.petab_problem import ESTIMATED, condition_label, problem_yaml, read_data, row_inputs
 from analysis.core.io import write_atomic, write_text_atomic
 from analysis.core.model import load_model
-from analysis.core.simulate import DEFAULT_SCENARIOS
 
 #: Rise of the negative log-likelihood that bounds a 95 % profile-likelihood confidence interval (chi2(1)/2).
 PROFILE_THRESHOLD = 0.5 * 3.841
@@ -90,19 +89,25 @@ def pypesto_problem(species: str):
     return problem, petab_problem
 
 
+def _ids(expressions: list[str]) -> list[str]:
+    """The SBML ids an observable expression (or several) uses, sorted."""
+    return sorted({i for e in expressions for i in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", e)})
+
+
+def _evaluate(expression: str, values: dict):
+    """An observable expression of SBML ids on ``values`` (floats or arrays)."""
+    return eval(expression, {"__builtins__": {}}, values)  # noqa: S307 - ids of the SBML only
+
+
 def simulate_rows(species: str, rows: list[dict[str, str]], parameters: dict[str, float] | None = None) -> np.ndarray:
     """Simulated value of each data row (its observable expression at its time), with the engine on the shipped
     SBML; ``parameters`` (table units) override the model's."""
     model = load_model(species)
-    base = {k: v for k, v in DEFAULT_SCENARIOS[species].items() if k != "dose"}
     out = []
     for r in rows:
-        expression = r["observable"]
-        ids = sorted(set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expression)))
-        params = {**base, **(parameters or {}), "dose": float(r["dose"]), **interventions(r["interventions"], species)}
-        df = model.simulate(np.array([0.0, float(r["time_s"])]), params, ids)
-        values = {k: float(df[k].iloc[-1]) for k in ids}
-        out.append(float(eval(expression, {"__builtins__": {}}, values)))  # noqa: S307 - ids of the SBML only
+        ids = _ids([r["observable"]])
+        df = model.simulate(np.array([0.0, float(r["time_s"])]), row_inputs(r, species, parameters), ids)
+        out.append(float(_evaluate(r["observable"], {k: float(df[k].iloc[-1]) for k in ids})))
     return np.asarray(out)
 
 
@@ -242,23 +247,20 @@ def prediction_bands(
     if not parameter_sets:
         raise ValueError("prediction bands need at least one parameter set")
     model = load_model(species)
-    base = {k: v for k, v in DEFAULT_SCENARIOS[species].items() if k != "dose"}
     times = np.unique(np.concatenate([time_grid(t_end), [float(r["time_s"]) for r in rows]]))  # the data times too
-    groups: dict[tuple[str, str], list[str]] = {}
+    groups: dict[str, tuple[dict[str, str], list[str]]] = {}  # condition -> (a row of it, its observables)
     for r in rows:
-        groups.setdefault((r["dose"], r["interventions"]), [])
-        if r["observable"] not in groups[(r["dose"], r["interventions"])]:
-            groups[(r["dose"], r["interventions"])].append(r["observable"])
+        _, expressions = groups.setdefault(condition_label(r), (r, []))
+        if r["observable"] not in expressions:
+            expressions.append(r["observable"])
     frames = []
-    for (dose, text), expressions in groups.items():
-        condition = f"dose {float(dose):g}" + (f"; {text}" if text else "")
-        inputs = {**base, "dose": float(dose), **interventions(text, species)}
-        ids = sorted({i for e in expressions for i in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", e)})
+    for condition, (row, expressions) in groups.items():
+        ids = _ids(expressions)
         runs = []
         for params in parameter_sets:
-            df = model.simulate(times, {**inputs, **params}, ids)
+            df = model.simulate(times, row_inputs(row, species, params), ids)
             env = {k: df[k].to_numpy() for k in ids}
-            runs.append([eval(e, {"__builtins__": {}}, env) for e in expressions])  # noqa: S307 - SBML ids only
+            runs.append([_evaluate(e, env) for e in expressions])
         values = np.asarray(runs, dtype=float)  # (sets, expressions, times)
         for j, e in enumerate(expressions):
             frames.append(
@@ -297,11 +299,7 @@ def _plot_bands(bands: pd.DataFrame, data: list[dict[str, str]]):
     fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.2), squeeze=False)
     for ax, (cond, obs) in zip(axes[0], keys, strict=True):
         b = bands[(bands["condition"] == cond) & (bands["observable"] == obs)]
-        points = []
-        for r in data:
-            here = f"dose {float(r['dose']):g}" + (f"; {r['interventions']}" if r["interventions"] else "")
-            if here == cond and r["observable"] == obs:
-                points.append(r)
+        points = [r for r in data if condition_label(r) == cond and r["observable"] == obs]
         # a datum within the first 6 h (PK) is shown on an hour scale up to 4x its time, the rest in days
         t_data = max((float(r["time_s"]) for r in points), default=b["time_s"].max())
         scale, label = (3600.0, "h") if t_data < 6 * 3600 else (86400.0, "days")

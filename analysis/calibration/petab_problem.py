@@ -26,7 +26,7 @@ import os
 import re
 from pathlib import Path
 
-from analysis.core.drugs import drug_parameters, with_drug
+from analysis.core.drugs import with_drug
 from analysis.core.io import write_text_atomic
 from analysis.core.paths import MODELS, SPECIES, sbml_path
 from analysis.core.simulate import DEFAULT_SCENARIOS
@@ -79,12 +79,31 @@ def read_data(path: Path = DATA) -> list[dict[str, str]]:
     return rows
 
 
-def interventions(text: str, species: str) -> dict[str, float]:
-    """``"inhib_mtorc1=1;inhib_ampa=0.9"`` -> {"inhib_mtorc1": 1.0, "inhib_ampa": 0.9}; ``drug=<preset>`` is
-    expanded into the parameters of that preset of ``models/drugs.tsv`` for ``species`` (explicit values win)."""
+def _split_drug(text: str) -> tuple[str | None, dict[str, float]]:
+    """The interventions column as (drug preset or None, the explicit parameter values)."""
     values = parse_assignments(text, text_keys=("drug",))
     drug = values.pop("drug", None)
-    return with_drug(str(drug) if drug else None, species, values)  # type: ignore[arg-type]
+    return (str(drug) if drug else None), values  # type: ignore[return-value]  (only "drug" is text)
+
+
+def interventions(text: str, species: str) -> dict[str, float]:
+    """``"inhib_mtorc1=1;inhib_ampa=0.9"`` -> {"inhib_mtorc1": 1.0, "inhib_ampa": 0.9}; ``drug=<preset>`` is
+    expanded into the parameters of that preset of ``models/drugs.tsv`` for ``species`` (a parameter given both
+    ways raises)."""
+    drug, values = _split_drug(text)
+    return with_drug(drug, species, values)
+
+
+def row_inputs(row: dict[str, str], species: str, parameters: dict[str, float] | None = None) -> dict[str, float]:
+    """Model inputs of one data row: the species' default scenario without its dose, then ``parameters``, then
+    the row's dose (mg/kg) and interventions (with any drug preset expanded)."""
+    base = {k: v for k, v in DEFAULT_SCENARIOS[species].items() if k != "dose"}
+    return {**base, **(parameters or {}), "dose": float(row["dose"]), **interventions(row["interventions"], species)}
+
+
+def condition_label(row: dict[str, str]) -> str:
+    """Human-readable condition of a data row, e.g. ``dose 0; drug=esketamine; dose_intranasal=56``."""
+    return f"dose {float(row['dose']):g}" + (f"; {row['interventions']}" if row["interventions"] else "")
 
 
 def condition_id(species: str, dose: float, extra: dict[str, float], drug: str | None = None) -> str:
@@ -119,14 +138,12 @@ def problem_tables(species: str, data: list[dict[str, str]] | None = None) -> di
     meas: dict[str, list[list[object]]] = {"fit": [], "holdout": []}
     observables: dict[str, list[object]] = {}
     for r in rows:
-        extra = interventions(r["interventions"], species)
+        drug, named = _split_drug(r["interventions"])
+        extra = with_drug(drug, species, named)
         unknown = [k for k in extra if k not in params]
         if unknown:
             raise CalibrationDataError(f"{r['id']}: unknown intervention parameter(s) {unknown}")
-        drug = parse_assignments(r["interventions"], text_keys=("drug",)).get("drug")
-        preset = drug_parameters(str(drug), species) if drug else {}
-        named = {k: v for k, v in extra.items() if k not in preset}
-        cid = condition_id(species, float(r["dose"]), named, str(drug) if drug else None)
+        cid = condition_id(species, float(r["dose"]), named, drug)
         conditions[cid] = {"dose": float(r["dose"]), **base, **extra}
         oid = observable_id(r["observable"])
         observables[oid] = [oid, r["observable"], f"noiseParameter1_{oid}", "log", "normal"]
@@ -194,6 +211,6 @@ def problem_yaml(species: str, petab_dir: Path = PETAB_DIR) -> Path:
 
 
 __all__ = [
-    "CalibrationDataError", "ESTIMATED", "PETAB_DIR", "condition_id", "interventions", "observable_id",
-    "problem_tables", "problem_yaml", "read_data", "write_problems",
+    "CalibrationDataError", "ESTIMATED", "PETAB_DIR", "condition_id", "condition_label", "interventions",
+    "observable_id", "problem_tables", "problem_yaml", "read_data", "row_inputs", "write_problems",
 ]  # fmt: skip
