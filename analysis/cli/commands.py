@@ -244,6 +244,7 @@ def cmd_population(args: argparse.Namespace) -> int:
     save_figure(
         plot_population(bands, f"Virtual population ({args.species}, n = {result.n_ok}, {dose:g} mg/kg)"),
         out / "population",
+        tight=False,  # fixed margins (plot_population): no extra layout draw per format
     )
     print(
         f"{result.n_ok}/{args.samples} subjects simulated; bands in {out}/population_bands.csv, figure "

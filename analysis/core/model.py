@@ -36,12 +36,14 @@ __all__ = [
     "INPUTS",
     "EQUILIBRATION_TIME",
     "CascadeModel",
+    "ModelSpec",
     "ModelError",
     "SimulationError",
     "DrugFreeStateError",
     "RunawayError",
     "NotAtSteadyStateWarning",
     "load_model",
+    "model_spec",
 ]
 
 #: Contract observables (global SBML ids), in the order of the README table.
@@ -100,8 +102,8 @@ class NotAtSteadyStateWarning(UserWarning):
     """A plain (not equilibrated) run started from a state that is not the drug-free steady state."""
 
 
-def _check_sbml_file(path: Path) -> str:
-    """Parse ``path`` with libsbml; return the model id or raise :class:`ModelError`."""
+def _read_sbml_file(path: Path) -> libsbml.SBMLDocument:
+    """Parse ``path`` with libsbml; return the document (it has a model) or raise :class:`ModelError`."""
     if not path.exists():
         raise ModelError(f"SBML file not found: {path}")
     doc = libsbml.readSBMLFromFile(str(path))
@@ -111,55 +113,45 @@ def _check_sbml_file(path: Path) -> str:
     if errors or doc.getModel() is None:
         first = errors[0].getMessage().strip().splitlines()[0] if errors else "no <model> element"
         raise ModelError(f"malformed SBML in {path}: {first}")
-    return doc.getModel().getId()
+    return doc
 
 
-class CascadeModel:
-    """One compiled model.  Load once, simulate many times.
+class ModelSpec:
+    """The ids of an exchanged SBML file and the checks of inputs against them, without compiling it.
+
+    Everything :class:`CascadeModel` needs to validate parameters and observables before a run; read with
+    libsbml (~0.1 s), where a compile costs ~1 s.  The ensemble client uses it, so that only the workers that
+    simulate compile the model.
 
     Parameters
     ----------
     path:
-        SBML file (``sbml/ketamine_cascade_<species>.xml`` or any exchanged copy).
+        SBML file.
     """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.model_id = _check_sbml_file(self.path)
-        # CVODE's "t + h = t" notes after events at output times are benign; keep errors only
-        roadrunner.Logger.setLevel(roadrunner.Logger.LOG_ERROR)
-        # Compile every instance afresh: libroadrunner reuses the machine code of an SBML text it has compiled
-        # before in this process, and that cached code gives results that differ from the first compile's at
-        # the solver-tolerance level (measured 1.4e-7 in mtorc1_rel after 1.6 days).  Recompiling keeps a set's
-        # result independent of which instance, process or worker runs it (~0.7 s per load, once per process).
-        options = roadrunner.LoadSBMLOptions()
-        options.modelGeneratorOpt = options.modelGeneratorOpt | roadrunner.LoadSBMLOptions.RECOMPILE
-        try:
-            self.rr = roadrunner.RoadRunner(str(self.path), options)
-        except Exception as exc:  # libroadrunner raises RuntimeError with its own text
-            raise ModelError(f"libroadrunner cannot load {self.path}: {exc}") from exc
+        doc = _read_sbml_file(self.path)  # the document owns the model: keep it while the model is read
+        model = doc.getModel()
+        self.model_id = model.getId()
         self.species = next((s for s in SPECIES if self.model_id.endswith(s)), "unknown")
-        m = self.rr.model
-        self.floating = list(m.getFloatingSpeciesIds())
-        self.rate_rules = set(m.getRateRuleSymbols())
-        ruled = set(self.rr.getAssignmentRuleIds()) | self.rate_rules
-        self.parameters = [p for p in m.getGlobalParameterIds() if p not in ruled]
-        self.defaults = {p: float(self.rr[p]) for p in self.parameters}
-        self._changed: set[str] = set()
-        self._ids = set(m.getGlobalParameterIds()) | set(m.getCompartmentIds()) | set(m.getReactionIds())
+        ruled = {r.getVariable() for r in model.getListOfRules()}
+        #: global parameters that are not set by a rule (the settable ones), in document order
+        self.parameters = [p.getId() for p in model.getListOfParameters() if p.getId() not in ruled]
+        self.floating = [s.getId() for s in model.getListOfSpecies() if not s.getBoundaryCondition()]
+        self._ids = (
+            {p.getId() for p in model.getListOfParameters()}
+            | {c.getId() for c in model.getListOfCompartments()}
+            | {r.getId() for r in model.getListOfReactions()}
+        )
+        self._settable = frozenset(self.parameters)
         self._selections: dict[tuple[str, ...], list[str]] = {}
-        # state layout and tolerances once, at load, so that every simulation of this model starts alike
-        self.space: steady_state.StateSpace = steady_state.state_space(self.rr)
-        steady_state.fix_tolerances(self.rr)
-        self._drug_only: frozenset[str] | None = None
-        self._end_state: dict[str, float] | None = None  # final rates of a segmented run (Hz)
 
-    # -- inputs ---------------------------------------------------------------
     def check_parameters(self, values: Mapping[str, object]) -> dict[str, float]:
         """Validate a parameter mapping; return it as floats or raise :class:`ModelError`."""
         out = {}
         for pid, raw in values.items():
-            if pid not in self.defaults:
+            if pid not in self._settable:
                 raise ModelError(f"unknown parameter {pid!r} for model {self.model_id}")
             if isinstance(raw, bool) or not isinstance(raw, (int, float, np.integer, np.floating)):
                 raise ModelError(f"parameter {pid!r} must be a number, got {raw!r}")
@@ -172,23 +164,73 @@ class CascadeModel:
             out[pid] = x
         return out
 
-    def apply(self, values: Mapping[str, object]) -> None:
-        """Set parameters (all others back to their shipped values), then reset the state."""
-        values = self.check_parameters(values)
-        for pid in self._changed - set(values):
-            self.rr[pid] = self.defaults[pid]
-        for pid, x in values.items():
-            self.rr[pid] = x
-        self._changed = {p for p, x in values.items() if x != self.defaults[p]}
-        self.rr.reset()  # after setting inputs: events due at t = 0 fire with the new values
-
-    # -- simulation -----------------------------------------------------------
     def selection(self, name: str) -> str:
         """roadrunner selection string for a model id (species as concentrations)."""
         if name in self.floating:
             return f"[{name}]"
         return name
 
+    def _selections_for(self, observables: tuple[str, ...]) -> list[str]:
+        """roadrunner selections for ``observables`` (checked once, then cached)."""
+        if observables not in self._selections:
+            unknown = [o for o in observables if o not in self.floating and o not in self._ids]
+            if unknown:
+                raise ModelError(f"unknown observable(s) {unknown} for model {self.model_id}")
+            self._selections[observables] = [self.selection(o) for o in observables]
+        return self._selections[observables]
+
+
+class CascadeModel(ModelSpec):
+    """One compiled model.  Load once, simulate many times.
+
+    Parameters
+    ----------
+    path:
+        SBML file (``sbml/ketamine_cascade_<species>.xml`` or any exchanged copy).
+    """
+
+    def __init__(self, path: str | Path):
+        super().__init__(path)
+        # CVODE's "t + h = t" notes after events at output times are benign; keep errors only
+        roadrunner.Logger.setLevel(roadrunner.Logger.LOG_ERROR)
+        # Compile every instance afresh: libroadrunner reuses the machine code of an SBML text it has compiled
+        # before in this process, and that cached code gives results that differ from the first compile's at
+        # the solver-tolerance level (measured 1.4e-7 in mtorc1_rel after 1.6 days).  Recompiling keeps a set's
+        # result independent of which instance, process or worker runs it (~0.7 s per load, once per process).
+        options = roadrunner.LoadSBMLOptions()
+        options.modelGeneratorOpt = options.modelGeneratorOpt | roadrunner.LoadSBMLOptions.RECOMPILE
+        try:
+            self.rr = roadrunner.RoadRunner(str(self.path), options)
+        except Exception as exc:  # libroadrunner raises RuntimeError with its own text
+            raise ModelError(f"libroadrunner cannot load {self.path}: {exc}") from exc
+        m = self.rr.model
+        # the compiled model's ids and order (the same sets as the SBML's, see ModelSpec)
+        self.floating = list(m.getFloatingSpeciesIds())
+        self.rate_rules = set(m.getRateRuleSymbols())
+        ruled = set(self.rr.getAssignmentRuleIds()) | self.rate_rules
+        self.parameters = [p for p in m.getGlobalParameterIds() if p not in ruled]
+        self.defaults = {p: float(self.rr[p]) for p in self.parameters}
+        self._settable = frozenset(self.parameters)
+        self._index = steady_state.parameter_index(self.rr)
+        self._changed: set[str] = set()
+        self._ids = set(m.getGlobalParameterIds()) | set(m.getCompartmentIds()) | set(m.getReactionIds())
+        # state layout and tolerances once, at load, so that every simulation of this model starts alike
+        self.space: steady_state.StateSpace = steady_state.state_space(self.rr)
+        steady_state.fix_tolerances(self.rr)
+        self._drug_only: frozenset[str] | None = None
+        self._end_state: dict[str, float] | None = None  # final rates of a segmented run (Hz)
+
+    # -- inputs ---------------------------------------------------------------
+    def apply(self, values: Mapping[str, object]) -> None:
+        """Set parameters (all others back to their shipped values), then reset the state."""
+        values = self.check_parameters(values)
+        # one call to the model for all of them (as rr[pid] = x for each global parameter, much cheaper)
+        restore = {pid: self.defaults[pid] for pid in self._changed - set(values)}
+        steady_state.set_parameters(self.rr, self._index, {**restore, **values})
+        self._changed = {p for p, x in values.items() if x != self.defaults[p]}
+        self.rr.reset()  # after setting inputs: events due at t = 0 fire with the new values
+
+    # -- simulation -----------------------------------------------------------
     def simulate(
         self,
         times: Sequence[float] | np.ndarray,
@@ -335,7 +377,8 @@ class CascadeModel:
         """
         values = {**dict(parameters or {}), "t_dose": 1e30}
         self.apply(values)
-        target = {p: float(self.rr[p]) for p in self._changed if p not in INPUTS}
+        em = self.rr.model
+        target = {p: float(em.getValue(p)) for p in self._changed if p not in INPUTS}
         tracked = self._continued_state(target) if target else None
         if tracked is not None and tracked.ok:
             return tracked
@@ -353,9 +396,9 @@ class CascadeModel:
     def _continued_state(self, target: dict[str, float]) -> StateCheck:
         """Continue the shipped steady state (the model's current state after :meth:`apply`) to the ``target``
         parameters and check the state found; ``ok`` False with the reason if the branch ends on the way."""
-        for p in target:
-            self.rr[p] = self.defaults[p]  # the shipped state is the steady state of the shipped parameters
+        # the shipped state is the steady state of the shipped parameters
         start = {p: self.defaults[p] for p in target}
+        steady_state.set_parameters(self.rr, self._index, start)
         nan = float("nan")
         try:
             followed = steady_state.continue_parameters(self.rr, self.space, start, target)
@@ -364,8 +407,7 @@ class CascadeModel:
             steady_state.snap_structural_zeros(self.rr, self.space, steady_state.ABS_TOLERANCE)
             return steady_state.check_state(self.rr, self.space)
         except Exception as exc:  # noqa: BLE001 - any solver failure sends the subject to the relaxation route
-            for p, v in target.items():
-                self.rr[p] = v
+            steady_state.set_parameters(self.rr, self._index, target)
             return StateCheck(False, f"failed: {exc}", nan, nan, nan, "", nan, nan)
 
     def _integrate(self, times: np.ndarray, selections: list[str], deadline: float | None, params: dict) -> np.ndarray:
@@ -403,15 +445,6 @@ class CascadeModel:
         self.rr["t_dose"] = max(t_dose, 1e-9)
         return self._integrate(times, selections, deadline, params)
 
-    def _selections_for(self, observables: tuple[str, ...]) -> list[str]:
-        """roadrunner selections for ``observables`` (checked once, then cached)."""
-        if observables not in self._selections:
-            unknown = [o for o in observables if o not in self.floating and o not in self._ids]
-            if unknown:
-                raise ModelError(f"unknown observable(s) {unknown} for model {self.model_id}")
-            self._selections[observables] = [self.selection(o) for o in observables]
-        return self._selections[observables]
-
 
 def check_times(times: Sequence[float] | np.ndarray) -> np.ndarray:
     """Output times (s) as a float array: 1-D, finite, strictly increasing from 0, at least 2 points."""
@@ -431,6 +464,20 @@ def check_times(times: Sequence[float] | np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=8)
 def _cached(path: str) -> CascadeModel:
     return CascadeModel(path)
+
+
+@lru_cache(maxsize=8)
+def _cached_spec(path: str) -> ModelSpec:
+    return ModelSpec(path)
+
+
+def model_spec(species_or_path: str | Path = "rat") -> ModelSpec:
+    """The (cached) ids and input checks of 'human', 'rat' or an SBML path, without compiling it."""
+    if isinstance(species_or_path, str) and species_or_path in SPECIES:
+        path = sbml_path(species_or_path)
+    else:
+        path = Path(species_or_path)
+    return _cached_spec(str(path.resolve()))
 
 
 def load_model(species_or_path: str | Path = "rat") -> CascadeModel:

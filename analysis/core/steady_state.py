@@ -106,6 +106,9 @@ class StateSpace:
     #: groups of free columns with disjoint row patterns (:func:`column_groups`), found on first use
     groups: list[np.ndarray] | None = None
     pattern: np.ndarray | None = None  # boolean, the Jacobian's detected nonzeros (free columns)
+    #: global-parameter indices of the rate-rule symbols (None if one is not a global parameter): the rule
+    #: states are then read and written in one call each, not one call per symbol
+    rule_index: np.ndarray | None = None
 
 
 def state_space(rr) -> StateSpace:
@@ -128,7 +131,26 @@ def state_space(rr) -> StateSpace:
     fixed = n_rules + zeros
     free = np.setdiff1d(np.arange(n), fixed)
     free_basis = basis @ linalg.null_space(basis[fixed, :]) if len(fixed) else basis
-    return StateSpace(rules + species, n_rules, basis, zeros, free, free_basis)
+    space = StateSpace(rules + species, n_rules, basis, zeros, free, free_basis)
+    position = {p: i for i, p in enumerate(em.getGlobalParameterIds())}
+    if all(r in position for r in rules):
+        space.rule_index = np.array([position[r] for r in rules], dtype=np.int32)
+    return space
+
+
+def parameter_index(rr) -> dict[str, int]:
+    """Position of each global parameter of ``rr``'s model, for :func:`set_parameters`."""
+    return {p: i for i, p in enumerate(rr.model.getGlobalParameterIds())}
+
+
+def set_parameters(rr, index: dict[str, int], values: dict[str, float]) -> None:
+    """Set global parameters ``values`` (current values, as ``rr[p] = v`` does) in one call to the model."""
+    if values:
+        em = rr.model
+        em.setGlobalParameterValues(
+            np.fromiter((index[p] for p in values), dtype=np.int32, count=len(values)),
+            np.fromiter(values.values(), dtype=float, count=len(values)),
+        )
 
 
 #: Absolute tolerance of CVODE per unit of each state's drug-free scale (libroadrunner's default is 1e-12).
@@ -163,14 +185,20 @@ def fix_tolerances(rr) -> np.ndarray:
 
 def _get_state(rr, space: StateSpace) -> np.ndarray:
     em = rr.model
-    rules = np.array([em.getValue(s) for s in space.ids[: space.n_rules]], dtype=float)
+    if space.rule_index is not None:
+        rules = np.asarray(em.getGlobalParameterValues(space.rule_index), dtype=float)
+    else:
+        rules = np.array([em.getValue(s) for s in space.ids[: space.n_rules]], dtype=float)
     return np.concatenate([rules, np.asarray(em.getFloatingSpeciesAmounts(), dtype=float)])
 
 
 def _set_state(rr, space: StateSpace, x: np.ndarray) -> None:
     em = rr.model
-    for sym, v in zip(space.ids[: space.n_rules], x[: space.n_rules], strict=True):
-        em.setValue(sym, float(v))
+    if space.rule_index is not None:
+        em.setGlobalParameterValues(space.rule_index, np.asarray(x[: space.n_rules], dtype=float))
+    else:
+        for sym, v in zip(space.ids[: space.n_rules], x[: space.n_rules], strict=True):
+            em.setValue(sym, float(v))
     em.setFloatingSpeciesAmounts(np.asarray(x[space.n_rules :], dtype=float))
 
 
@@ -739,10 +767,10 @@ def continue_parameters(
     """
     s, ds = 0.0, 1.0 / steps
     x = _get_state(rr, space)
+    index = parameter_index(rr)
     while s < 1.0:
         s_next = min(1.0, s + ds)
-        for k in target:
-            rr[k] = _interpolate(start[k], target[k], s_next)
+        set_parameters(rr, index, {k: _interpolate(start[k], target[k], s_next) for k in target})
         if _newton(rr, space, CONTINUATION_ITERATIONS):
             s, x = s_next, _get_state(rr, space)
             ds = min(2 * ds, 1.0 / steps)  # back to the full step once the branch is easy again
@@ -750,7 +778,6 @@ def continue_parameters(
         _set_state(rr, space, x)
         ds /= 2
         if ds < 1.0 / (steps * CONTINUATION_MIN_STEP):
-            for k in target:
-                rr[k] = target[k]
+            set_parameters(rr, index, target)
             return False
     return True

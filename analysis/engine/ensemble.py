@@ -43,7 +43,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from analysis.core.errors import ModelError, SimulationError
-from analysis.core.model import OBSERVABLES, CascadeModel, check_times, load_model
+from analysis.core.model import OBSERVABLES, CascadeModel, ModelSpec, check_times, load_model, model_spec
 from analysis.core.paths import SPECIES, sbml_path
 from analysis.engine import store
 from analysis.engine.store import read_ensemble  # noqa: F401  (public: re-exported)
@@ -169,7 +169,7 @@ def run_chunk(
     return (np.asarray(values) if values else np.empty(shape)), np.asarray(ok), failed
 
 
-def check_samples(samples: pd.DataFrame, model: CascadeModel) -> pd.DataFrame:
+def check_samples(samples: pd.DataFrame, model: ModelSpec) -> pd.DataFrame:
     """Validate a parameter table: non-empty, known parameter ids, finite numbers in range."""
     if not isinstance(samples, pd.DataFrame):
         raise ModelError("samples must be a pandas DataFrame (rows = parameter sets, columns = parameter ids)")
@@ -177,7 +177,8 @@ def check_samples(samples: pd.DataFrame, model: CascadeModel) -> pd.DataFrame:
         raise ModelError("the parameter table is empty")
     if not samples.index.is_unique:
         raise ModelError("sample ids (the table's index) must be unique")
-    unknown = [c for c in samples.columns if c not in model.defaults]
+    settable = set(model.parameters)
+    unknown = [c for c in samples.columns if c not in settable]
     if unknown:
         raise ModelError(f"unknown parameter(s) {unknown} for model {model.model_id}")
     table = samples.apply(pd.to_numeric, errors="coerce").astype(float)
@@ -279,7 +280,9 @@ def run_ensemble(
     check_engine_options(workers, scheduler, chunk_size)
     if time_limit is not None and not (isinstance(time_limit, (int, float)) and time_limit > 0):
         raise ModelError(f"time_limit must be a positive number of seconds or None, got {time_limit!r}")
-    model = load_model(species) if str(species) in SPECIES else load_model(Path(species))
+    # the workers compile the model; the client only checks the inputs against its ids (a serial run compiles here)
+    loader = load_model if workers == 0 else model_spec
+    model = loader(species) if str(species) in SPECIES else loader(Path(species))
     table = check_samples(samples, model)
     times = np.arange(0.0, 7 * 86400.0 + 1, 600.0) if times is None else check_times(times)
     observables = list(observables)

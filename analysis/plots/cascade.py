@@ -69,11 +69,17 @@ CASCADE_PANELS = [
 ]
 
 
-def save_figure(fig: plt.Figure, path: str | Path, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
-    """Save ``fig`` as ``path`` with each suffix in ``formats``, atomically; close it."""
+def save_figure(
+    fig: plt.Figure, path: str | Path, formats: tuple[str, ...] = ("png", "svg"), tight: bool = True
+) -> list[Path]:
+    """Save ``fig`` as ``path`` with each suffix in ``formats``, atomically; close it.
+
+    ``tight`` crops to the drawn content (one extra draw per format); a figure with fixed margins passes False.
+    """
     path = Path(path)
+    bbox = "tight" if tight else None
     out = [
-        write_atomic(path.with_suffix(f".{fmt}"), lambda p, fmt=fmt: fig.savefig(p, format=fmt, bbox_inches="tight"))
+        write_atomic(path.with_suffix(f".{fmt}"), lambda p, fmt=fmt: fig.savefig(p, format=fmt, bbox_inches=bbox))
         for fmt in formats
     ]
     plt.close(fig)
