@@ -53,7 +53,7 @@ def test_tiny_fit_end_to_end(tmp_path):
     assert abs(fits.loc["pk_human_plasma_40min", "rel_error"]) < 1e-3
     # three clinical points, two link parameters: close, not exact
     clinical = fits[fits["observable"] == "-madrs_change"]
-    assert (clinical["use"] == "fit").sum() == 3 and (clinical["use"] == "holdout").sum() == 1
+    assert (clinical["use"] == "fit").sum() == 3 and (clinical["use"] == "holdout").sum() == 4
     assert clinical.loc[clinical["use"] == "fit", "rel_error"].abs().max() < 0.1
     files = ("summary.json", "fits.csv", "identifiability.csv", "waterfall.png", "profiles.png", "report.md")
     for name in (*files, "bands.csv", "bands.png"):

@@ -90,18 +90,19 @@ def test_log_sampling_and_physical_values():
 
 # -- the real model through the ensemble engine -----------------------------------------------------------------
 def test_sobol_real_model_small():
-    # parameters whose whole range keeps a physiological drug-free state (vmax_eaat/k_glu_release
-    # run away inside their ranges: those sets are failures, which Sobol refuses)
+    # parameters whose whole range keeps a physiological drug-free state, so no run fails
     params = ["koff_ket", "k_sp_translation"]
     res = G.sobol_analysis("rat", params, ["glutamate_peak", "spine_gain_24h"], n=8, seed=1, workers=0, progress=False)
     assert len(res.samples) == 8 * 4 and res.settings["runs"] == 32 and len(res.failures) == 0
-    assert res.indices.shape == (4, 4) and np.isfinite(res.indices.values).all()
+    assert res.indices.shape == (4, 5) and np.isfinite(res.indices.values).all()
+    assert (res.indices["n_used"] == 8).all()
     assert set(res.convergence["n"]) == {8}
     assert res.outputs.notna().all().all()
 
 
 def test_morris_real_model_drops_failed_trajectories():
-    """A failing set removes its trajectory (no imputation); Sobol refuses an incomplete matrix."""
+    """A failing set removes its trajectory (no imputation); Sobol drops the base row it belongs to for the one
+    parameter whose index needs that run."""
     calls = {}
 
     def fake(samples: pd.DataFrame) -> pd.DataFrame:
@@ -116,8 +117,29 @@ def test_morris_real_model_drops_failed_trajectories():
     b = G.parameter_bounds("rat", ["vmax_eaat", "k_glu_release"])
     width = (b["upper"] - b["lower"]).values
     np.testing.assert_allclose(res.indices.loc["glutamate_peak", "mu"].values, width * [1 / 100, 1.0], rtol=1e-9)
-    with pytest.raises(G.GlobalSensitivityError, match="NaN"):
-        G.sobol_analysis("rat", ["vmax_eaat", "k_glu_release"], ["glutamate_peak"], n=8, evaluate=fake)
+    # Sobol uses the complete base rows: the failed run (an AB row of base row 0) removes row 0 from that
+    # parameter's estimate only
+    res = G.sobol_analysis("rat", ["vmax_eaat", "k_glu_release"], ["glutamate_peak"], n=16, evaluate=fake)
+    assert list(res.indices["n_used"]) == [15, 16]
+
+
+def test_sobol_with_failed_runs_uses_complete_rows_known_answer():
+    """Failed runs (NaN) are not imputed: each parameter's indices come from the base rows whose A, B and AB_i
+    runs all exist, and still converge to the exact answer of a linear model; too few rows raise."""
+    a = np.array([1.0, 2.0, 4.0])
+    prob = {"num_vars": 3, "names": ["a", "b", "c"], "bounds": [[0.0, 1.0]] * 3}
+    X = G.sobol_sample(prob, 1024, seed=1)
+    Y = X @ a
+    Y[np.random.default_rng(0).random(len(Y)) < 0.05] = np.nan  # 5 % of the runs fail
+    si = G.sobol_indices(prob, Y)
+    exact = a**2 / np.sum(a**2)
+    assert (si["n_used"] < 1024).all() and (si["n_used"] > 800).all()
+    np.testing.assert_allclose(si["S1"].values, exact, atol=0.03)
+    np.testing.assert_allclose(si["ST"].values, exact, atol=0.03)
+    assert (si["S1_conf"] > 0).all()
+    Y[: 1020 * 5] = np.nan  # 4 base rows left
+    with pytest.raises(G.GlobalSensitivityError, match="base rows"):
+        G.sobol_indices(prob, Y)
 
 
 # -- CLI and figures --------------------------------------------------------------------------------------------

@@ -19,9 +19,15 @@ Design choices
   ``equilibrate=True`` (the parameters change the drug-free physiology, so each set starts from its own
   drug-free steady state and relative readouts are relative to it); readouts are computed per sample from
   the returned tidy data with :func:`analysis.analyses.readouts.compute_readouts`.
-* **Failed parameter sets** (``EnsembleResult.failures``) are never imputed.  *Sobol*: Saltelli's
-  estimator needs the complete sample matrix, so any failure (or a NaN readout) raises
-  :class:`GlobalSensitivityError` naming the count and the first failing set.  *Morris*: every trajectory
+* **Failed parameter sets** (``EnsembleResult.failures``) are never imputed.  *Sobol*: with a complete sample
+  matrix the indices are SALib's.  A failed set (or a NaN readout) leaves a hole in it; each parameter's
+  indices are then computed from the base rows whose three runs that index needs (A, B and the row of A with
+  that parameter from B) all succeeded, with the same estimators (Saltelli 2010 first order, Jansen total
+  order, on the output standardised over every finite run) and bootstrap intervals over those rows
+  (pairwise deletion, column ``n_used``).  This assumes the failures are unrelated to the output, which a
+  failure that sits in one corner of the box is not: the indices then describe the box without that corner,
+  and ``result.failures`` says how many runs it lost.  Fewer than :data:`SOBOL_MIN_N` complete rows for a
+  parameter raises :class:`GlobalSensitivityError`.  *Morris*: every trajectory
   that contains a failed set (or a NaN readout) is dropped for that readout; the analysis goes on if at
   least :data:`MORRIS_MIN_TRAJECTORIES` trajectories remain (otherwise it raises).  Counts are in
   ``result.failures`` and ``result.dropped``.
@@ -253,9 +259,11 @@ def evaluate_readouts(
     client=None,
     chunk_size: int | None = None,
     progress: bool = True,
+    time_limit: float | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Simulate every parameter set (rows of ``samples``, model units) with :func:`run_ensemble`
-    (``equilibrate=True``) and compute ``readouts`` per sample.
+    (``equilibrate=True``) and compute ``readouts`` per sample.  ``time_limit``: wall-clock seconds per set
+    (a set past it is a failure row; None: no limit).
 
     ``scenario``: inputs for every set (default: the species' default scenario, e.g. rat 10 mg/kg);
     a sampled parameter overrides it.  Returns (outputs indexed like ``samples`` with one column per
@@ -287,6 +295,7 @@ def evaluate_readouts(
         chunk_size=chunk_size,
         equilibrate=True,
         progress=progress,
+        time_limit=time_limit,
     )
     out = pd.DataFrame(np.nan, index=samples.index, columns=names)
     if res.data is not None and len(res.data):
@@ -313,18 +322,59 @@ def sobol_indices(
         raise GlobalSensitivityError(
             f"{len(Y)} outputs do not form a Saltelli sample of N (D + 2) rows (D = {d}, N a power of 2)"
         )
-    if not np.all(np.isfinite(Y)):
-        raise GlobalSensitivityError(f"{int(np.sum(~np.isfinite(Y)))} non-finite output(s): Sobol needs every run")
     if not 0 < conf_level < 1:
         raise GlobalSensitivityError(f"conf_level must be in (0, 1), got {conf_level}")
+    index = pd.Index(problem["names"], name="parameter")
+    cols = ["S1", "S1_conf", "ST", "ST_conf"]
+    n = len(Y) // (d + 2)
+    if not np.all(np.isfinite(Y)):
+        return _sobol_complete_rows(problem, Y, conf_level, n_resamples, seed)
     with np.errstate(divide="ignore", invalid="ignore"):
         si = sobol.analyze(
             problem, Y, calc_second_order=False, num_resamples=n_resamples, conf_level=conf_level, seed=seed
         )
-    cols = ["S1", "S1_conf", "ST", "ST_conf"]
-    return pd.DataFrame(
-        {c: np.asarray(si[c], dtype=float) for c in cols}, index=pd.Index(problem["names"], name="parameter")
-    )
+    out = pd.DataFrame({c: np.asarray(si[c], dtype=float) for c in cols}, index=index)
+    out["n_used"] = n
+    return out
+
+
+def _sobol_complete_rows(
+    problem: dict, Y: np.ndarray, conf_level: float, n_resamples: int, seed: int | None
+) -> pd.DataFrame:
+    """Sobol indices of a Saltelli sample with failed runs (non-finite ``Y``): per parameter, on the base rows
+    whose A, B and AB_i runs are all finite (pairwise deletion), with SALib's estimators (first order Saltelli
+    2010, total order Jansen) on the output standardised over its finite values, and bootstrap intervals over
+    those rows.  Column ``n_used``: the rows each parameter's indices rest on."""
+    from SALib.analyze.sobol import first_order, separate_output_values, total_order
+    from scipy.stats import norm
+
+    d = problem["num_vars"]
+    n = len(Y) // (d + 2)
+    finite = np.isfinite(Y)
+    if finite.sum() < 2:
+        raise GlobalSensitivityError(f"{int(np.sum(~finite))} of {len(Y)} outputs are not finite: nothing to analyse")
+    Z = np.where(finite, (Y - Y[finite].mean()) / Y[finite].std(), np.nan)
+    A, B, AB, _ = separate_output_values(Z, d, n, False)
+    rng = np.random.default_rng(seed)
+    z = norm.ppf(0.5 + conf_level / 2)
+    rows = []
+    for j, name in enumerate(problem["names"]):
+        ok = np.isfinite(A) & np.isfinite(B) & np.isfinite(AB[:, j])
+        k = int(ok.sum())
+        if k < SOBOL_MIN_N:
+            raise GlobalSensitivityError(
+                f"parameter {name!r}: only {k} of {n} base rows have all three runs its Sobol indices need "
+                f"(need >= {SOBOL_MIN_N}); {int(np.sum(~finite))} of {len(Y)} runs failed or gave no readout"
+            )
+        a, b, ab = A[ok], B[ok], AB[ok, j]
+        r = rng.integers(k, size=(k, n_resamples))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s1, st = float(first_order(a, ab, b)), float(total_order(a, ab, b))
+            s1_boot, st_boot = first_order(a[r], ab[r], b[r]), total_order(a[r], ab[r], b[r])
+        rows.append([s1, z * s1_boot.std(ddof=1), st, z * st_boot.std(ddof=1), k])
+    out = pd.DataFrame(rows, columns=["S1", "S1_conf", "ST", "ST_conf", "n_used"], index=problem["names"])
+    out.index.name = "parameter"
+    return out
 
 
 def sobol_convergence(
@@ -336,12 +386,14 @@ def sobol_convergence(
     seed: int | None = 0,
 ) -> pd.DataFrame:
     """Sobol indices on the nested subsets (first ``n (D + 2)`` rows) for ``ns`` (default: powers of 2 from
-    :data:`SOBOL_MIN_N` to the full N).  Long table: parameter, n, index ('S1'/'ST'), value, conf."""
+    :data:`SOBOL_MIN_N` to the full N; with failed runs, only the sizes at which every parameter keeps
+    :data:`SOBOL_MIN_N` complete base rows).  Long table: parameter, n, index ('S1'/'ST'), value, conf."""
     Y = np.asarray(Y, dtype=float).ravel()
     d = problem["num_vars"]
     n_full = len(Y) // (d + 2)
     if ns is None:
         ns = [2**k for k in range(int(math.log2(SOBOL_MIN_N)), int(math.log2(max(n_full, 1))) + 1)]
+        ns = [n for n in ns if _fewest_complete_rows(Y[: n * (d + 2)], d) >= SOBOL_MIN_N]
     rows = []
     for n in ns:
         n = _check_sobol_n(n)
@@ -352,6 +404,13 @@ def sobol_convergence(
             for idx in ("S1", "ST"):
                 rows.append({"parameter": p, "n": n, "index": idx, "value": row[idx], "conf": row[f"{idx}_conf"]})
     return pd.DataFrame(rows, columns=["parameter", "n", "index", "value", "conf"])
+
+
+def _fewest_complete_rows(Y: np.ndarray, d: int) -> int:
+    """Smallest number of base rows with finite A, B and AB_i runs over the parameters i of a Saltelli sample."""
+    blocks = np.isfinite(Y).reshape(-1, d + 2)
+    ends = blocks[:, 0] & blocks[:, -1]
+    return int(min((ends & blocks[:, i + 1]).sum() for i in range(d)))
 
 
 def morris_indices(
@@ -448,14 +507,17 @@ def sobol_analysis(
     client=None,
     chunk_size: int | None = None,
     progress: bool = True,
+    time_limit: float | None = None,
     evaluate: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
 ) -> GlobalSensitivityResult:
     """Sobol first/total-order indices of ``readouts`` over the plausible bounds of ``parameters``.
 
     ``n`` base samples (power of 2 >= :data:`SOBOL_MIN_N`) -> ``n (D + 2)`` simulations through the
     ensemble engine (``workers=0``: serial; ``workers``/``scheduler``/``client`` as
-    :func:`analysis.engine.ensemble.run_ensemble`).  Raises :class:`GlobalSensitivityError` if any parameter
-    set fails or a readout is NaN (the Saltelli matrix must be complete; nothing is imputed).
+    :func:`analysis.engine.ensemble.run_ensemble`; ``time_limit``: wall-clock seconds per set, past which the
+    set is a failure).  Failed sets and NaN readouts are never imputed: each parameter's indices use the base
+    rows whose runs all succeeded (``indices['n_used']``; see the module docstring), and
+    :class:`GlobalSensitivityError` is raised if fewer than :data:`SOBOL_MIN_N` remain.
     ``evaluate`` (for tests/other models) replaces the engine: samples in model units -> readouts.
     """
     m = as_model(model)
@@ -467,20 +529,12 @@ def sobol_analysis(
     if evaluate is None:
         outputs, failures = evaluate_readouts(
             m, samples, names, scenario, workers=workers, scheduler=scheduler, client=client,
-            chunk_size=chunk_size, progress=progress,
+            chunk_size=chunk_size, progress=progress, time_limit=time_limit,
         )  # fmt: skip
     else:
         outputs, failures = evaluate(samples), pd.DataFrame(columns=["sample", "error"])
-    if len(failures):
-        raise GlobalSensitivityError(
-            _failure_message(failures, len(samples)) + "; Sobol (Saltelli) needs every run of the sample matrix: "
-            "narrow the bounds or use Morris, which drops the affected trajectories"
-        )
-    nan = [r for r in names if not np.all(np.isfinite(outputs[r].values))]
-    if nan:
-        raise GlobalSensitivityError(
-            f"readout(s) {nan} are NaN/inf for some parameter sets (e.g. no peak); Sobol needs a value for every run"
-        )
+    # failed sets and NaN readouts are holes in the sample matrix: each parameter's indices then rest on the
+    # complete rows only (sobol_indices, column n_used); nothing is imputed
     idx = {r: sobol_indices(problem, outputs[r].values, conf_level, n_resamples, seed) for r in names}
     indices = _combine(idx).reset_index().set_index(["readout", "parameter"])
     conv = (
@@ -520,6 +574,7 @@ def morris_analysis(
     client=None,
     chunk_size: int | None = None,
     progress: bool = True,
+    time_limit: float | None = None,
     evaluate: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
 ) -> GlobalSensitivityResult:
     """Morris screening (mu, mu*, sigma, CI of mu*) of ``readouts`` over the plausible bounds.
@@ -537,7 +592,7 @@ def morris_analysis(
     if evaluate is None:
         outputs, failures = evaluate_readouts(
             m, samples, names, scenario, workers=workers, scheduler=scheduler, client=client,
-            chunk_size=chunk_size, progress=progress,
+            chunk_size=chunk_size, progress=progress, time_limit=time_limit,
         )  # fmt: skip
     else:
         outputs, failures = evaluate(samples), pd.DataFrame(columns=["sample", "error"])

@@ -8,6 +8,7 @@ under ``--out`` atomically.
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,9 @@ from analysis.core.paths import RESULTS, SPECIES
 from analysis.core.simulate import DEFAULT_SCENARIOS
 
 GLOBAL_METHODS = ("morris", "sobol")
+#: Default wall-clock limit per parameter set of the global methods (s): a regular 2-day rat run with its drug-free
+#: solve takes ~0.05 s; the few sets whose circuit oscillates for hours after the dose take seconds each.
+GLOBAL_TIME_LIMIT = 2.0
 
 
 def write_csv(df: pd.DataFrame, path: Path) -> Path:
@@ -76,9 +80,11 @@ def _global_sensitivity(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     readouts = _names(args.readouts) or list(G.DEFAULT_READOUTS)
+    if not (args.time_limit is None or (math.isfinite(args.time_limit) and args.time_limit > 0)):
+        raise ModelError(f"--time-limit must be a positive number of seconds, got {args.time_limit}")
     common = dict(
         seed=args.seed, workers=args.workers, scheduler=args.scheduler, progress=not args.no_progress,
-        scenario=None,
+        scenario=None, time_limit=args.time_limit,
     )  # fmt: skip
     if args.method == "sobol":
         n = args.samples if args.samples is not None else 64
@@ -99,6 +105,9 @@ def _global_sensitivity(args: argparse.Namespace) -> int:
             save_figure(plot_convergence(res.convergence, r, f"{args.species}: {m} convergence, {r}"),
                         out / f"{m}_convergence_{r}")  # fmt: skip
     dropped = f", dropped trajectories {res.dropped}" if res.dropped else ""
+    if m == "sobol" and len(res.failures):
+        fewest = int(res.indices["n_used"].min())
+        dropped = f", indices on the complete base rows only (fewest {fewest} of {res.settings['n']})"
     print(
         f"sensitivity ({m}): {len(res.bounds)} parameters x {len(readouts)} readouts, {len(res.samples)} runs, "
         f"{len(res.failures)} failed{dropped} -> {out}/"
@@ -256,6 +265,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "morris: trajectories r >= 2 (default 10; r (D + 1) runs)",
     )
     p.add_argument("--levels", type=int, default=4, help="morris grid levels (even)")
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        default=GLOBAL_TIME_LIMIT,
+        help=f"global: wall-clock limit per parameter set (s, default {GLOBAL_TIME_LIMIT:g}); a set past it is a "
+        "failure (sets whose circuit oscillates after the dose take seconds each)",
+    )
     p.add_argument("--workers", type=int, help="global: Dask worker processes (0 = serial; default one per core)")
     p.add_argument("--scheduler", help="global: address of an existing Dask scheduler (tcp://host:8786)")
     p.add_argument("--no-progress", action="store_true", help="global: no progress bar")
