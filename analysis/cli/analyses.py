@@ -242,8 +242,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "sensitivity",
         help="local or global (Morris, Sobol) sensitivity analysis; defaults on 2 cores (model v2): local ~20 s; "
-        "morris over every table parameter ~2 min (1080 runs, ~9 runs/s); sobol --samples 256 (~28,000 runs) "
-        "~50 min at that rate: pass --parameters to screen fewer, or --scheduler",
+        "morris over every table parameter ~2 min (1080 runs, ~9 runs/s); sobol --samples 256 over every "
+        "parameter (30,464 runs) 25-45 min: pass --parameters to screen fewer, or --scheduler",
     )
     p.add_argument("--species", choices=SPECIES, default="rat")
     p.add_argument("--method", choices=("local",) + GLOBAL_METHODS, default="local")

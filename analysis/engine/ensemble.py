@@ -50,6 +50,9 @@ from analysis.engine.store import read_ensemble  # noqa: F401  (public: re-expor
 
 #: Per-worker-process cache of compiled models, keyed by the SBML text's SHA-256.
 _WORKER_MODELS: dict[str, CascadeModel] = {}
+#: Largest default chunk (parameter sets per task): about four tasks per worker, but no more than this many sets,
+#: so that the progress bar of a long run moves every few seconds (a chunk is its unit).
+MAX_CHUNK_SIZE = 250
 #: Seconds to wait for an existing scheduler to answer.
 CONNECT_TIMEOUT_S = 10.0
 _ADDRESS = re.compile(r"^(tcp|tls|inproc|ucx|ws|wss)://[^\s/]+(:\d+)?/?$|^[A-Za-z0-9_.\-\[\]:]+:\d+$")
@@ -264,7 +267,7 @@ def run_ensemble(
         ``client``, or a ``scheduler`` address, or a new local cluster with ``workers``
         single-threaded worker processes (default: one per core).
     chunk_size:
-        Parameter sets per task (default: about four tasks per worker).
+        Parameter sets per task (default: about four tasks per worker, at most :data:`MAX_CHUNK_SIZE`).
     out, resume:
         Ensemble folder (:mod:`analysis.engine.store`): results are streamed there as Parquet parts and
         committed atomically at the end (``data`` is then ``None``).  ``resume=True`` finishes an
@@ -301,7 +304,7 @@ def run_ensemble(
     else:
         n_workers = max(1, len(client.scheduler_info()["workers"]))
     try:
-        size = chunk_size or max(1, math.ceil(len(table) / (4 * n_workers)))
+        size = chunk_size or max(1, min(MAX_CHUNK_SIZE, math.ceil(len(table) / (4 * n_workers))))
         if out_path is None:
             return _run(table, times, observables, text, digest, client, workers, size, None, equilibrate,
                         time_limit, progress, t0)  # fmt: skip
