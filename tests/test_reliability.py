@@ -333,6 +333,34 @@ def test_concurrent_cli_runs_and_sigint_keep_the_previous_results(tmp_path):
     assert not list(out.rglob(".*.parquet"))  # nothing half-written
 
 
+def test_sigterm_shuts_the_local_cluster_down_with_its_workers(tmp_path):
+    """SIGTERM (a scheduler's or `kill`'s stop) ends the command like Ctrl-C: the local Dask cluster closes and no
+    worker process is left computing, orphaned; the exit code is 143 and there is no traceback."""
+    import psutil
+
+    out = tmp_path / "ens"
+    big = subprocess.Popen(
+        [sys.executable, "-m", "analysis.cli", "ensemble", "--samples", "4000", "--workers", "2", "--out", str(out)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
+    )  # fmt: skip
+    workers: list[psutil.Process] = []
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not list(out.glob("run-*/*.parquet")):  # a chunk is done: workers run
+            time.sleep(0.1)
+        workers = psutil.Process(big.pid).children(recursive=True)
+        assert workers, "no worker processes found"
+        big.send_signal(signal.SIGTERM)
+        _, err = big.communicate(timeout=60)
+    finally:
+        if big.poll() is None:
+            big.kill()
+    assert big.returncode == 143 and "Traceback" not in err and "terminated" in err
+    _, alive = psutil.wait_procs(workers, timeout=20)
+    assert not alive, f"worker processes left running after SIGTERM: {[p.pid for p in alive]}"
+    assert not list(out.rglob(".*.parquet"))  # nothing half-written
+
+
 def test_first_run_of_a_fresh_model_uses_the_given_parameters():
     """The drug-only probe that runs on first need must not clobber the parameters of the run that needed it."""
     from analysis.core.model import CascadeModel

@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -253,6 +255,23 @@ def cmd_population(args: argparse.Namespace) -> int:
     return 0
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every ``finally`` runs: a local Dask cluster is shut down with its worker
+    processes (a plain SIGTERM left them running, orphaned, until their chunk ended)."""
+
+
+def _on_sigterm(signum, frame):  # noqa: ARG001 - the signal-handler signature
+    raise Terminated()
+
+
+def _terminate_like_interrupt():
+    """Handle SIGTERM as :class:`Terminated` while a command runs (main thread only); returns the previous handler
+    to restore, or None if no handler could be installed."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ketamine-cascade", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -313,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_run)
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
+    previous = _terminate_like_interrupt()
     try:
         code = args.func(args)
     except (ModelError, SimulationError, BuildError, TableError) as exc:
@@ -322,9 +342,15 @@ def main(argv: list[str] | None = None) -> int:
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         print(f"error: cannot write output{where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("terminated; completed results are kept, nothing half-written (ensembles: --resume)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted; completed results are kept, nothing half-written (ensembles: --resume)", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     if args.command not in ("build",):
         print(f"wall time {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return code

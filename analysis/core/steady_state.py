@@ -461,6 +461,14 @@ class OscillationError(DrugFreeStateError):
         self.phase = phase
 
 
+#: Smallest CVODE step (s) of the drug-free pre-run.  Without it a subject whose relaxation collapses the step size
+#: (CVODE: "t + h = t", h ~ 1e-14 s at t = 812 s, a Morris set at the ends of its ranges) hung inside one
+#: variable-step libroadrunner call for good: the step budget counts output rows, and no row is added while the
+#: time stands still.  The fastest process of the model (AMPA gating) has a time constant of milliseconds, so a
+#: step of 1 ns is never needed; with this floor CVODE stops with an error, which ends the pre-run as a failure.
+PRE_RUN_MIN_STEP = 1e-9
+
+
 def pre_run_phases(duration: float) -> list[float]:
     """End times (s) of the pre-run's phases: :data:`SETTLE_TIME`, :data:`FAST_RELAXATION_UNTIL`, ``duration``
     (the ones before ``duration``)."""
@@ -545,9 +553,10 @@ class _VariableSteps:
 
     def __enter__(self):
         integrator = self.rr.getIntegrator()
-        self.saved = {k: integrator.getValue(k) for k in ("variable_step_size", "max_output_rows")}
+        self.saved = {k: integrator.getValue(k) for k in ("variable_step_size", "max_output_rows", "minimum_time_step")}
         self.selections = list(self.rr.timeCourseSelections)
         integrator.setValue("variable_step_size", True)
+        integrator.setValue("minimum_time_step", PRE_RUN_MIN_STEP)
         return self
 
     def __exit__(self, *exc):
