@@ -133,7 +133,8 @@ def state_space(rr) -> StateSpace:
     free_basis = basis @ linalg.null_space(basis[fixed, :]) if len(fixed) else basis
     space = StateSpace(rules + species, n_rules, basis, zeros, free, free_basis)
     position = {p: i for i, p in enumerate(em.getGlobalParameterIds())}
-    if all(r in position for r in rules):
+    # (an empty index array would read or write every global parameter: models without rate rules keep the loop)
+    if rules and all(r in position for r in rules):
         space.rule_index = np.array([position[r] for r in rules], dtype=np.int32)
     return space
 
