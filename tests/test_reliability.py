@@ -37,6 +37,14 @@ def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
+def _start_cli(*args: str) -> subprocess.Popen:
+    """The CLI started in the background (text pipes), for tests that signal it while it runs."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "analysis.cli", *args],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
+    )  # fmt: skip
+
+
 def _one_line_error(proc: subprocess.CompletedProcess) -> str:
     assert proc.returncode != 0, proc.stdout
     assert "Traceback" not in proc.stderr, proc.stderr
@@ -310,10 +318,7 @@ def test_concurrent_cli_runs_and_sigint_keep_the_previous_results(tmp_path):
     ok = _cli("ensemble", "--samples", "4", "--workers", "0", "--days", "1", "--out", str(out))
     assert ok.returncode == 0, ok.stderr
     before = E.read_ensemble(out)
-    big = subprocess.Popen(
-        [sys.executable, "-m", "analysis.cli", "ensemble", "--samples", "5000", "--workers", "0", "--out", str(out)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
-    )  # fmt: skip
+    big = _start_cli("ensemble", "--samples", "5000", "--workers", "0", "--out", str(out))
     try:
         deadline = time.time() + 120
         while len(list(out.glob("run-*"))) < 2 and time.time() < deadline:
@@ -339,10 +344,7 @@ def test_sigterm_shuts_the_local_cluster_down_with_its_workers(tmp_path):
     import psutil
 
     out = tmp_path / "ens"
-    big = subprocess.Popen(
-        [sys.executable, "-m", "analysis.cli", "ensemble", "--samples", "4000", "--workers", "2", "--out", str(out)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
-    )  # fmt: skip
+    big = _start_cli("ensemble", "--samples", "4000", "--workers", "2", "--out", str(out))
     workers: list[psutil.Process] = []
     try:
         deadline = time.time() + 120

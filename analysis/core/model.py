@@ -482,19 +482,18 @@ def _cached_spec(path: str) -> ModelSpec:
     return ModelSpec(path)
 
 
+def _resolved(species_or_path: str | Path) -> str:
+    """Absolute path (text) of the shipped SBML of 'human' or 'rat', or of the given SBML path."""
+    if isinstance(species_or_path, str) and species_or_path in SPECIES:
+        return str(sbml_path(species_or_path).resolve())
+    return str(Path(species_or_path).resolve())
+
+
 def model_spec(species_or_path: str | Path = "rat") -> ModelSpec:
     """The (cached) ids and input checks of 'human', 'rat' or an SBML path, without compiling it."""
-    if isinstance(species_or_path, str) and species_or_path in SPECIES:
-        path = sbml_path(species_or_path)
-    else:
-        path = Path(species_or_path)
-    return _cached_spec(str(path.resolve()))
+    return _cached_spec(_resolved(species_or_path))
 
 
 def load_model(species_or_path: str | Path = "rat") -> CascadeModel:
     """Return the (cached, compiled-once) model for 'human', 'rat' or an SBML path."""
-    if isinstance(species_or_path, str) and species_or_path in SPECIES:
-        path = sbml_path(species_or_path)
-    else:
-        path = Path(species_or_path)
-    return _cached(str(path.resolve()))
+    return _cached(_resolved(species_or_path))
