@@ -324,18 +324,24 @@ def sobol_indices(
         )
     if not 0 < conf_level < 1:
         raise GlobalSensitivityError(f"conf_level must be in (0, 1), got {conf_level}")
-    index = pd.Index(problem["names"], name="parameter")
-    cols = ["S1", "S1_conf", "ST", "ST_conf"]
-    n = len(Y) // (d + 2)
     if not np.all(np.isfinite(Y)):
         return _sobol_complete_rows(problem, Y, conf_level, n_resamples, seed)
     with np.errstate(divide="ignore", invalid="ignore"):
         si = sobol.analyze(
             problem, Y, calc_second_order=False, num_resamples=n_resamples, conf_level=conf_level, seed=seed
         )
-    out = pd.DataFrame({c: np.asarray(si[c], dtype=float) for c in cols}, index=index)
-    out["n_used"] = n
+    cols = ["S1", "S1_conf", "ST", "ST_conf"]
+    out = pd.DataFrame(
+        {c: np.asarray(si[c], dtype=float) for c in cols}, index=pd.Index(problem["names"], name="parameter")
+    )
+    out["n_used"] = len(Y) // (d + 2)
     return out
+
+
+def _complete_rows(Y: np.ndarray, d: int) -> np.ndarray:
+    """(base rows x parameters) mask of a Saltelli sample: True where the A, B and AB_i runs all have a value."""
+    blocks = np.isfinite(Y).reshape(-1, d + 2)  # per base row: A, AB_1 ... AB_d, B
+    return blocks[:, 1:-1] & (blocks[:, :1] & blocks[:, -1:])
 
 
 def _sobol_complete_rows(
@@ -357,9 +363,10 @@ def _sobol_complete_rows(
     A, B, AB, _ = separate_output_values(Z, d, n, False)
     rng = np.random.default_rng(seed)
     z = norm.ppf(0.5 + conf_level / 2)
+    complete = _complete_rows(Y, d)
     rows = []
     for j, name in enumerate(problem["names"]):
-        ok = np.isfinite(A) & np.isfinite(B) & np.isfinite(AB[:, j])
+        ok = complete[:, j]
         k = int(ok.sum())
         if k < SOBOL_MIN_N:
             raise GlobalSensitivityError(
@@ -393,7 +400,7 @@ def sobol_convergence(
     n_full = len(Y) // (d + 2)
     if ns is None:
         ns = [2**k for k in range(int(math.log2(SOBOL_MIN_N)), int(math.log2(max(n_full, 1))) + 1)]
-        ns = [n for n in ns if _fewest_complete_rows(Y[: n * (d + 2)], d) >= SOBOL_MIN_N]
+        ns = [n for n in ns if _complete_rows(Y[: n * (d + 2)], d).sum(axis=0).min() >= SOBOL_MIN_N]
     rows = []
     for n in ns:
         n = _check_sobol_n(n)
@@ -404,13 +411,6 @@ def sobol_convergence(
             for idx in ("S1", "ST"):
                 rows.append({"parameter": p, "n": n, "index": idx, "value": row[idx], "conf": row[f"{idx}_conf"]})
     return pd.DataFrame(rows, columns=["parameter", "n", "index", "value", "conf"])
-
-
-def _fewest_complete_rows(Y: np.ndarray, d: int) -> int:
-    """Smallest number of base rows with finite A, B and AB_i runs over the parameters i of a Saltelli sample."""
-    blocks = np.isfinite(Y).reshape(-1, d + 2)
-    ends = blocks[:, 0] & blocks[:, -1]
-    return int(min((ends & blocks[:, i + 1]).sum() for i in range(d)))
 
 
 def morris_indices(

@@ -218,7 +218,6 @@ class CascadeModel(ModelSpec):
         self.parameters = [p for p in m.getGlobalParameterIds() if p not in ruled]
         self.defaults = {p: float(self.rr[p]) for p in self.parameters}
         self._settable = frozenset(self.parameters)
-        self._index = steady_state.parameter_index(self.rr)
         self._changed: set[str] = set()
         self._ids = set(m.getGlobalParameterIds()) | set(m.getCompartmentIds()) | set(m.getReactionIds())
         # state layout and tolerances once, at load, so that every simulation of this model starts alike
@@ -233,7 +232,7 @@ class CascadeModel(ModelSpec):
         values = self.check_parameters(values)
         # one call to the model for all of them (as rr[pid] = x for each global parameter, much cheaper)
         restore = {pid: self.defaults[pid] for pid in self._changed - set(values)}
-        steady_state.set_parameters(self.rr, self._index, {**restore, **values})
+        steady_state.set_parameters(self.rr, self.space, {**restore, **values})
         self._changed = {p for p, x in values.items() if x != self.defaults[p]}
         self.rr.reset()  # after setting inputs: events due at t = 0 fire with the new values
 
@@ -405,7 +404,7 @@ class CascadeModel(ModelSpec):
         parameters and check the state found; ``ok`` False with the reason if the branch ends on the way."""
         # the shipped state is the steady state of the shipped parameters
         start = {p: self.defaults[p] for p in target}
-        steady_state.set_parameters(self.rr, self._index, start)
+        steady_state.set_parameters(self.rr, self.space, start)
         nan = float("nan")
         try:
             followed = steady_state.continue_parameters(self.rr, self.space, start, target)
@@ -414,7 +413,7 @@ class CascadeModel(ModelSpec):
             steady_state.snap_structural_zeros(self.rr, self.space, steady_state.ABS_TOLERANCE)
             return steady_state.check_state(self.rr, self.space)
         except Exception as exc:  # noqa: BLE001 - any solver failure sends the subject to the relaxation route
-            steady_state.set_parameters(self.rr, self._index, target)
+            steady_state.set_parameters(self.rr, self.space, target)
             return StateCheck(False, f"failed: {exc}", nan, nan, nan, "", nan, nan)
 
     def _integrate(

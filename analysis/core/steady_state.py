@@ -106,6 +106,8 @@ class StateSpace:
     #: groups of free columns with disjoint row patterns (:func:`column_groups`), found on first use
     groups: list[np.ndarray] | None = None
     pattern: np.ndarray | None = None  # boolean, the Jacobian's detected nonzeros (free columns)
+    #: position of each global parameter in the model (for :func:`set_parameters`: one call sets many)
+    parameter_index: dict[str, int] = field(default_factory=dict)
     #: global-parameter indices of the rate-rule symbols (None if one is not a global parameter): the rule
     #: states are then read and written in one call each, not one call per symbol
     rule_index: np.ndarray | None = None
@@ -131,24 +133,19 @@ def state_space(rr) -> StateSpace:
     fixed = n_rules + zeros
     free = np.setdiff1d(np.arange(n), fixed)
     free_basis = basis @ linalg.null_space(basis[fixed, :]) if len(fixed) else basis
-    space = StateSpace(rules + species, n_rules, basis, zeros, free, free_basis)
     position = {p: i for i, p in enumerate(em.getGlobalParameterIds())}
+    space = StateSpace(rules + species, n_rules, basis, zeros, free, free_basis, parameter_index=position)
     # (an empty index array would read or write every global parameter: models without rate rules keep the loop)
     if rules and all(r in position for r in rules):
         space.rule_index = np.array([position[r] for r in rules], dtype=np.int32)
     return space
 
 
-def parameter_index(rr) -> dict[str, int]:
-    """Position of each global parameter of ``rr``'s model, for :func:`set_parameters`."""
-    return {p: i for i, p in enumerate(rr.model.getGlobalParameterIds())}
-
-
-def set_parameters(rr, index: dict[str, int], values: dict[str, float]) -> None:
+def set_parameters(rr, space: StateSpace, values: dict[str, float]) -> None:
     """Set global parameters ``values`` (current values, as ``rr[p] = v`` does) in one call to the model."""
     if values:
-        em = rr.model
-        em.setGlobalParameterValues(
+        index = space.parameter_index
+        rr.model.setGlobalParameterValues(
             np.fromiter((index[p] for p in values), dtype=np.int32, count=len(values)),
             np.fromiter(values.values(), dtype=float, count=len(values)),
         )
@@ -777,10 +774,9 @@ def continue_parameters(
     """
     s, ds = 0.0, 1.0 / steps
     x = _get_state(rr, space)
-    index = parameter_index(rr)
     while s < 1.0:
         s_next = min(1.0, s + ds)
-        set_parameters(rr, index, {k: _interpolate(start[k], target[k], s_next) for k in target})
+        set_parameters(rr, space, {k: _interpolate(start[k], target[k], s_next) for k in target})
         if _newton(rr, space, CONTINUATION_ITERATIONS):
             s, x = s_next, _get_state(rr, space)
             ds = min(2 * ds, 1.0 / steps)  # back to the full step once the branch is easy again
@@ -788,6 +784,6 @@ def continue_parameters(
         _set_state(rr, space, x)
         ds /= 2
         if ds < 1.0 / (steps * CONTINUATION_MIN_STEP):
-            set_parameters(rr, index, target)
+            set_parameters(rr, space, target)
             return False
     return True
