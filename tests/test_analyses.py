@@ -263,13 +263,13 @@ def test_figures_have_content(tmp_path):
                       columns=list(READOUTS)[:5])  # fmt: skip
     png, svg = save_figure(plot_sensitivity_heatmap(rs, "t"), tmp_path / "heat")
     _image_has_content(png)
-    assert svg.read_text().count("<path") + svg.read_text().count("<image") > 5
+    assert svg.read_text(encoding="utf-8").count("<path") + svg.read_text(encoding="utf-8").count("<image") > 5
     png, _ = save_figure(plot_tornado(S.tornado(rs, rs.columns[0], 8), rs.columns[0]), tmp_path / "tornado")
     _image_has_content(png)
     dr = D.dose_response("rat", [1, 10, 100], readouts=["nmda_block_int_peak", "glutamate_peak", "spine_gain_24h"])
     png, svg = save_figure(plot_dose_response(dr), tmp_path / "dr")
     _image_has_content(png)
-    assert "dose (mg/kg)" in svg.read_text()
+    assert "dose (mg/kg)" in svg.read_text(encoding="utf-8")
 
 
 def _run(argv: list[str]) -> int:

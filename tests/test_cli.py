@@ -31,4 +31,4 @@ def test_cascade_figure_has_content(tmp_path):
     assert img.shape[0] > 300 and img.shape[1] > 500
     # not blank: many distinct colours (curves of several colours on white)
     assert len(np.unique(img.reshape(-1, img.shape[-1])[:, :3].round(2), axis=0)) > 50
-    assert svg.read_text().count("<path") > 20
+    assert svg.read_text(encoding="utf-8").count("<path") > 20
