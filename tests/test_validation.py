@@ -23,9 +23,6 @@ KNOWN_FAILURES = {
     "HCN1 block (90 % at 78 uM) hyperpolarises the pyramidal cells by ~5 mV, less than the disinhibition of the "
     "NMDA-driven interneurons depolarises them; a stronger hypnotic mechanism (or the anaesthetic network state) "
     "is missing",
-    "spine_formation_6h_unchanged": "the rate at which new spines appear is 1.87x at 6 h (band <= 1.5): protrusions "
-    "formed during the 1-4 h protein burst reach the counted pool through a two-step maturation (mean 18.5 h), so "
-    "visible formation peaks at 12 h (2.6x) and is 2.3x at 24 h, but the front of the delay already shows at 6 h",
     "mtorc1_transient": "norketamine (model v3, issue 11) keeps NMDA receptors blocked for longer after ketamine has "
     "gone, so mTORC1 is still 1.35x at 3 h (band <= 1.3); the rat norketamine clearance is assumed (no rat value "
     "retrieved), and this target was passing (1.23) before the metabolite was added",
