@@ -94,14 +94,15 @@ def test_drug_free_state_checks_pass_at_the_shipped_operating_point():
 
 
 def test_oscillating_subject_is_a_reported_failure_and_the_model_stays_usable():
-    """A circuit with a very steep pyramidal f-V curve (v_slope_pyr 0.8 mV) has no stable drug-free state: it keeps
-    oscillating.  The pre-run's step budget ends it with that reason (instead of integrating the cycle to 1e10 s),
-    and the integrator settings, selections and the next subject's run are untouched."""
+    """A circuit with a very steep pyramidal f-V curve (v_slope_pyr 0.5 mV) has no stable drug-free state: its
+    branch ends on the way from the shipped state and the relaxation keeps oscillating.  The pre-run's step budget
+    ends it with that reason (instead of integrating the cycle to 1e10 s), and the integrator settings, selections
+    and the next subject's run are untouched."""
     model = load_model("rat")
     rr = model.rr
     expected = model.simulate(T, {"dose": 10.0}, OBS)
     selections = list(rr.timeCourseSelections)
-    check = model.drug_free_state({"v_slope_pyr": 0.8})
+    check = model.drug_free_state({"v_slope_pyr": 0.5})
     assert not check.ok and "still oscillating" in check.reason and "phase 2" in check.reason
     assert "unstable" in check.reason or "not at a steady state" in check.reason
     integrator = rr.getIntegrator()
@@ -109,7 +110,7 @@ def test_oscillating_subject_is_a_reported_failure_and_the_model_stays_usable():
     assert list(rr.timeCourseSelections) == selections
     assert integrator.getValue("maximum_num_steps") == 20000
     with pytest.raises(DrugFreeStateError, match="oscillating"):
-        model.simulate(T, {"v_slope_pyr": 0.8, "dose": 10.0}, OBS)
+        model.simulate(T, {"v_slope_pyr": 0.5, "dose": 10.0}, OBS)
     # the next run is clean: no stale dose event, no stale state
     pd.testing.assert_frame_equal(expected, model.simulate(T, {"dose": 10.0}, OBS))
 
@@ -150,8 +151,26 @@ def test_subject_whose_relaxation_rings_for_months_is_found_by_continuation():
 def test_continuation_reports_when_the_branch_ends():
     """A subject with no stable drug-free state keeps the relaxation's diagnosis, with the continuation's outcome
     appended (here the steep f-V curve of the oscillating-subject test)."""
-    check = load_model("rat").drug_free_state({"v_slope_pyr": 0.8})
-    assert not check.ok and "continuation from the shipped state" in check.reason
+    check = load_model("rat").drug_free_state({"v_slope_pyr": 0.5})
+    assert not check.ok and "continuation from the shipped state: the branch ends on the way" in check.reason
+
+
+def test_unstable_state_on_the_branch_is_reported_without_relaxation(monkeypatch):
+    """v_slope_pyr 0.8 mV: continuation reaches the subject's parameters, and the state there is converged and
+    physiological but unstable (a pair of eigenvalues with positive real part).  It is reported as it is; the
+    relaxation, which would only confirm the oscillation at ~0.7 s a subject, is not run."""
+    model = load_model("rat")
+
+    def no_relaxation(*args, **kwargs):
+        raise AssertionError("the relaxation ran")
+
+    monkeypatch.setattr(steady_state, "equilibrate", no_relaxation)
+    check = model.drug_free_state({"v_slope_pyr": 0.8})
+    assert not check.ok and steady_state.unstable_on_branch(check)
+    assert check.max_eigenvalue > 0 and "unstable" in check.reason and "continued from the shipped one" in check.reason
+    assert check.max_relative_rate <= steady_state.MAX_RELATIVE_RATE and check.rate_pyr < 20
+    with pytest.raises(DrugFreeStateError, match="unstable"):
+        model.simulate(T, {"v_slope_pyr": 0.8, "dose": 10.0}, OBS)
 
 
 def test_runaway_subject_in_a_population_is_reported_and_left_out_of_the_bands():
