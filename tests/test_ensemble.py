@@ -1,5 +1,6 @@
 """Ensemble engine (Dask) and virtual populations."""
 
+import functools
 import socket
 import subprocess
 import sys
@@ -77,6 +78,20 @@ def test_failed_set_is_reported_and_the_rest_complete(sets, local_client):
     assert res.failures.loc[0, "tau_rate"] == 0.0 and res.failures.loc[0, "dose"] == sets.loc["s3", "dose"]
     assert "solver failed" in res.failures.loc[0, "error"]
     assert "s3" not in res.data.index.get_level_values("sample")
+
+
+def test_reduce_on_the_workers_equals_reducing_the_time_courses(sets, serial, local_client, tmp_path):
+    """``reduce`` runs on the workers: the client receives one row per set, the same as reducing the time courses."""
+    reduce = functools.partial(np.max, axis=0)
+    names = [f"max_{o}" for o in OBS]
+    res = run_ensemble(sets, "rat", T, OBS, client=local_client, chunk_size=3, progress=False, reduce=reduce,
+                       reduced_names=names)  # fmt: skip
+    expected = serial.data.groupby(level="sample", sort=False).max()
+    assert list(res.data.index) == list(sets.index) and res.data.index.name == "sample"
+    assert list(res.data.columns) == names
+    np.testing.assert_array_equal(res.data.to_numpy(), expected.loc[res.data.index].to_numpy())
+    with pytest.raises(ModelError, match="reduce"):
+        run_ensemble(sets, "rat", T, OBS, workers=0, reduce=reduce, reduced_names=names, out=tmp_path)
 
 
 def _free_port() -> int:

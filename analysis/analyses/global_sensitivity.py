@@ -45,6 +45,7 @@ Design choices
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -284,11 +285,14 @@ def evaluate_readouts(
         raise GlobalSensitivityError("t_dose cannot be a sampled parameter (readouts are read at a fixed dose time)")
     times = readout_times(t_dose, required_horizon(names))
     source = m.path if m.species not in ("rat", "human") else m.species
+    observables = required_observables(names)
+    # readouts are computed on the workers: only they, not the time courses, travel to the client
+    reduce = functools.partial(_readout_values, times=times, observables=observables, names=names, t_dose=t_dose)
     res = run_ensemble(
         table,
         source,
         times,
-        required_observables(names),
+        observables,
         workers=workers,
         scheduler=scheduler,
         client=client,
@@ -296,12 +300,21 @@ def evaluate_readouts(
         equilibrate=True,
         progress=progress,
         time_limit=time_limit,
+        reduce=reduce,
+        reduced_names=names,
     )
     out = pd.DataFrame(np.nan, index=samples.index, columns=names)
     if res.data is not None and len(res.data):
-        for sid, df in res.data.groupby(level=0, sort=False):
-            out.loc[sid] = compute_readouts(df.droplevel(0), names, t_dose).values
+        out.loc[res.data.index, names] = res.data[names].to_numpy()
     return out, res.failures
+
+
+def _readout_values(
+    data: np.ndarray, times: np.ndarray, observables: Sequence[str], names: Sequence[str], t_dose: float
+) -> np.ndarray:
+    """Readouts ``names`` of one set's time course (array n_times x n_observables), in ``names`` order."""
+    frame = pd.DataFrame(data, index=pd.Index(times, name="time"), columns=list(observables))
+    return compute_readouts(frame, names, t_dose).to_numpy(dtype=float)
 
 
 # -- indices (the code path shared by the model and the analytic known-answer tests) ------------------------------
