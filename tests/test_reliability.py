@@ -407,3 +407,19 @@ def test_time_limited_run_does_not_leak_a_dose_into_the_next_run():
     after = model.simulate_array(times, params, ["ketamine_plasma"])
     np.testing.assert_array_equal(after, alone)
     assert np.abs(after[times < 7200]).max() < 1e-12 and np.abs(limited[times < 3600]).max() < 1e-12
+
+
+def test_relaxation_that_breaks_the_solver_down_is_reported_without_native_noise(capfd):
+    """Morris sample 273 of the rat box (r 10, 4 levels, seed 0): its branch ends at a fold and its relaxation breaks
+    CVODE down.  The set fails with CVODE's message in its reason; nothing is printed to stderr by native code."""
+    from analysis.analyses.global_sensitivity import build_problem, morris_sample, to_physical
+
+    model = load_model("rat")
+    problem, bounds = build_problem(model)
+    subject = to_physical(morris_sample(problem, 10, 4, seed=0), bounds).iloc[273].to_dict()
+    subject.pop("dose", None)
+    capfd.readouterr()
+    check = model.drug_free_state(subject)
+    err = capfd.readouterr().err
+    assert not check.ok and "CV_CONV_FAILURE" in check.reason, check.reason
+    assert "CVODE" not in err and "cvHandleFailure" not in err

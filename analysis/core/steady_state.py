@@ -49,6 +49,9 @@ Procedure (:func:`equilibrate`)
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import warnings
 from dataclasses import dataclass, field, replace
 
@@ -551,11 +554,37 @@ def clear_dose_event_quirk(rr) -> None:
     rr.simulate(0.0, 1e-9, 2)
 
 
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Send what native code writes to this process's stderr (file descriptor 2) to /dev/null for the duration.
+
+    A relaxation that breaks the solver down is an expected outcome (the set fails with CVODE's message in its
+    reason), but libroadrunner and SUNDIALS also print that message from C, twice: a Morris or Sobol run over the
+    whole box filled the terminal with hundreds of them.  Native code writes to descriptor 2 whatever Python's
+    ``sys.stderr`` is; does nothing if descriptor 2 is closed."""
+    fd = 2
+    try:
+        sys.stderr.flush()
+        saved = os.dup(fd)
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _budgeted_run(rr, start: float, end: float, budget: int) -> tuple[int, float]:
     """One variable-step CVODE run from ``start`` to ``end`` (s) of at most ``budget`` steps; returns (steps, time
-    reached).  The caller has switched the integrator to variable steps."""
+    reached).  The caller has switched the integrator to variable steps.  A solver failure raises (with CVODE's
+    message); what the native code prints about it is not shown (:func:`quiet_native_stderr`)."""
     rr.getIntegrator().setValue("max_output_rows", budget + 1)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), quiet_native_stderr():
         warnings.simplefilter("ignore")  # "end time point not reached": the caller checks the time reached
         out = rr.simulate(start, end, selections=["time"])
     return len(out) - 1, float(out[-1, 0])
@@ -581,7 +610,8 @@ class _VariableSteps:
             integrator.setValue(k, v)
         self.rr.timeCourseSelections = self.selections
         try:  # also after a failed run, so that the next reset is clean
-            clear_dose_event_quirk(self.rr)
+            with quiet_native_stderr():
+                clear_dose_event_quirk(self.rr)
         except Exception:  # noqa: BLE001, S110  (the state is unusable after a failure anyway; callers reset)
             pass
         return False

@@ -45,6 +45,7 @@ from tqdm import tqdm
 from analysis.core.errors import ModelError, SimulationError
 from analysis.core.model import OBSERVABLES, CascadeModel, ModelSpec, check_times, load_model, model_spec
 from analysis.core.paths import SPECIES, sbml_path
+from analysis.core.steady_state import quiet_native_stderr
 from analysis.engine import store
 from analysis.engine.store import read_ensemble  # noqa: F401  (public: re-exported)
 
@@ -164,7 +165,8 @@ def run_chunk(
     for sid, row in zip(samples.index, samples.itertuples(index=False, name=None), strict=True):
         params = dict(zip(columns, row, strict=True))
         try:
-            data = model.simulate_array(times, params, observables, equilibrate, time_limit=time_limit)
+            with quiet_native_stderr():  # a failure's solver message is in its failure row, not on the console
+                data = model.simulate_array(times, params, observables, equilibrate, time_limit=time_limit)
             values.append(data if reduce is None else np.asarray(reduce(data), dtype=float))
         except SimulationError as exc:
             failed.append((sid, str(exc)))
