@@ -39,7 +39,8 @@ Procedure (:func:`equilibrate`)
    :func:`continue_parameters`: natural-parameter continuation of the shipped steady state to the subject's
    parameters, a full Newton solve per step (usually one step, a few ms).  That is the state the subject's
    physiology tracks as its parameters move slowly away from the shipped ones.  Only if the branch ends on the
-   way, or its state fails the check, does it run the relaxation above (steps 1-3).  Continuation also reaches
+   way, or its state fails the check for a reason other than instability (below), does it run the
+   relaxation above (steps 1-3).  Continuation also reaches
    stable states that relaxation cannot afford to integrate to (a months-long transient of the homeostats).
    A state on the branch that has converged and is physiological but unstable (:func:`unstable_on_branch`) is
    reported without relaxation: the subject's circuit oscillates around it or leaves it.  Of 3,600 rat Sobol sets
