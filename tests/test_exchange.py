@@ -8,16 +8,15 @@ import libsbml
 import numpy as np
 import pytest
 
-from analysis import OBSERVABLES, CascadeModel, load_model
+from analysis import CascadeModel, load_model
 from analysis.core.paths import SBML_DIR, SPECIES, sbml_path
 from analysis.exchange import write_exchange_files
 from analysis.exchange.omex import CITATIONS, CREATOR, LICENSE_URI, OMEX_NAME, archive_entries, write_omex
 from analysis.exchange.report import report_markdown
 from analysis.exchange.sedml import (
-    N_STEPS,
     SEDML_NAME,
-    T_END,
     data_generator_id,
+    experiment_observables,
     sbml_file_name,
     sedml_errors,
     standard_experiments,
@@ -25,6 +24,7 @@ from analysis.exchange.sedml import (
 from tests.test_recipe import assert_copasi_matches_roadrunner, relative_differences
 
 SCENARIOS = [sc for exp in standard_experiments() for sc in exp.scenarios]
+EXPERIMENT_OF = {sc.id: exp for exp in standard_experiments() for sc in exp.scenarios}
 EXCHANGE_FILES = [SEDML_NAME, *(f"ketamine_cascade_{sp}.md" for sp in SPECIES), OMEX_NAME]
 MANIFEST_NS = {"m": "http://identifiers.org/combine.specifications/omex-manifest"}
 
@@ -53,9 +53,16 @@ def test_sedml_validates(exchange_dir):
     doc = libsedml.readSedMLFromString(text)
     assert (doc.getLevel(), doc.getVersion()) == (1, 3)
     assert doc.getNumTasks() == doc.getNumModels() == len(SCENARIOS)
-    assert doc.getNumOutputs() == len(standard_experiments()) * (1 + len(OBSERVABLES))
-    sim = doc.getSimulation(0)
-    assert (sim.getOutputEndTime(), sim.getNumberOfSteps()) == (T_END, N_STEPS)
+    exps = standard_experiments()
+    assert doc.getNumOutputs() == sum(1 + len(experiment_observables(e.scenarios[0].species)) for e in exps)
+    sims = {s.getId(): (s.getOutputEndTime(), s.getNumberOfSteps()) for s in doc.getListOfSimulations()}
+    assert sims == {e.simulation_id: (e.t_end, e.n_steps) for e in exps}
+    assert sims["sim_7d"] == (7 * 86400.0, 7 * 1440) and sims["sim_14d"] == (14 * 86400.0, 14 * 1440)
+    for e in exps:  # each task runs its experiment's simulation; human reports include the MADRS readout
+        for sc in e.scenarios:
+            assert doc.getTask(f"task_{sc.id}").getSimulationReference() == e.simulation_id
+            has_madrs = doc.getDataGenerator(data_generator_id(sc.id, "madrs_change")) is not None
+            assert has_madrs == (sc.species == "human")
 
 
 def test_sedml_validator_reports_problems(exchange_dir):
@@ -101,9 +108,12 @@ def tellurium_run(exchange_dir, tmp_path_factory):
 
 
 def _tellurium_vs_ours(data, sc, parameters=None):
+    exp = EXPERIMENT_OF[sc.id]
     t = np.asarray(data[data_generator_id(sc.id, "time")], dtype=float).ravel()
-    assert len(t) == N_STEPS + 1 and t[-1] == T_END
-    ours = load_model(sc.species).simulate(t, dict(sc.changes) if parameters is None else parameters)
+    assert len(t) == exp.n_steps + 1 and t[-1] == exp.t_end
+    ours = load_model(sc.species).simulate(
+        t, dict(sc.changes) if parameters is None else parameters, experiment_observables(sc.species)
+    )
     theirs = {obs: np.asarray(data[data_generator_id(sc.id, obs)], dtype=float).ravel() for obs in ours}
     return relative_differences(theirs, ours)
 
@@ -111,9 +121,10 @@ def _tellurium_vs_ours(data, sc, parameters=None):
 def test_tellurium_writes_every_report_and_plot(tellurium_run):
     _, outdir = tellurium_run
     names = {p.name for p in outdir.iterdir()}
-    n_obs = len(OBSERVABLES)
-    assert sum(n.endswith(".csv") for n in names) == len(standard_experiments())
-    assert sum(n.endswith(".pdf") for n in names) == len(standard_experiments()) * n_obs
+    exps = standard_experiments()
+    assert sum(n.endswith(".csv") for n in names) == len(exps)
+    n_plots = sum(len(experiment_observables(e.scenarios[0].species)) for e in exps)
+    assert sum(n.endswith(".pdf") for n in names) == n_plots
 
 
 @pytest.mark.parametrize("sc", SCENARIOS, ids=lambda sc: sc.id)
@@ -126,6 +137,7 @@ def test_tellurium_reproduces_our_time_courses(tellurium_run, sc):
     rel = _tellurium_vs_ours(tellurium_run[0], sc)
     assert max(rel.values()) < 1e-4, rel
     assert {"ketamine_plasma", "spine_density_rel"} <= set(rel)
+    assert ("madrs_change" in rel) == (sc.species == "human")
 
 
 # -- COPASI runs the standard experiments --------------------------------------------------------------

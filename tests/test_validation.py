@@ -23,6 +23,10 @@ KNOWN_FAILURES = {
     "HCN1 block (90 % at 78 uM) hyperpolarises the pyramidal cells by ~5 mV, less than the disinhibition of the "
     "NMDA-driven interneurons depolarises them; a stronger hypnotic mechanism (or the anaesthetic network state) "
     "is missing",
+    "pk_esketamine_terminal_half_life": "the human disposition is two-compartment (Clements & Nimmo 1981 volumes, "
+    "Kamp 2020 clearance; beta half-life 3.3 h from 8 to 24 h), with no deep compartment for the 7-12 h terminal "
+    "phase that sensitive assays see at low concentrations (the model is at 13 % of Cmax, 0.08 uM, by 8 h); "
+    "the racemate's 2-3 h half-life (pk_human_terminal_half_life) passes",
     "mtorc1_transient": "norketamine (model v3, issue 11) keeps NMDA receptors blocked for longer after ketamine has "
     "gone, so mTORC1 is still 1.35x at 3 h (band <= 1.3); the rat norketamine clearance is assumed (no rat value "
     "retrieved), and this target was passing (1.23) before the metabolite was added",
@@ -71,3 +75,31 @@ def test_every_stage_is_covered():
     stages = {t.stage.split()[0] for t in TARGETS}
     assert {"1", "2", "3", "4", "5", "6", "7", "blockade"} <= stages
     assert len(TARGETS) >= 12
+
+
+def test_serial_dosing_protocol_is_parsed_and_one_dose_equals_the_single_dose_run():
+    from dataclasses import replace
+
+    from analysis.analyses.validate import _interventions
+    from analysis.core.tables import TableError
+
+    with pytest.raises(TableError, match="both n_doses and dose_interval_h"):
+        _interventions("n_doses=6")
+    with pytest.raises(TableError, match="whole number"):
+        _interventions("n_doses=2.5, dose_interval_h=56")
+    single = next(t for t in TARGETS if t.id == "madrs_ketamine_24h")
+    serial_one = replace(single, interventions={"n_doses": 1.0, "dose_interval_h": 56.0})
+    assert evaluate(serial_one) == pytest.approx(evaluate(single), rel=1e-4)
+    thrice = next(t for t in TARGETS if t.id == "madrs_ketamine_serial_thrice_weekly_day15")
+    fewer = replace(thrice, interventions={"n_doses": 2.0, "dose_interval_h": 56.0})
+    assert evaluate(thrice) < evaluate(fewer) < 0  # six infusions help more at day 15 than two
+
+
+def test_tmax_readout_is_the_time_of_the_maximum():
+    t = next(t for t in TARGETS if t.id == "pk_esketamine_84mg_intranasal_tmax")
+    tmax = evaluate(t)
+    assert 20 < tmax < 50  # first-order nasal absorption: a peak well after the dose
+    from dataclasses import replace
+
+    infusion = replace(t, interventions={}, dose=0.5)  # the racemate's 40-min IV infusion peaks at its end
+    assert evaluate(infusion) == pytest.approx(40.0, abs=0.5)

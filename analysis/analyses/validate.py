@@ -8,6 +8,7 @@ Readouts (times in minutes after the dose, as in the table):
                   consecutive sampling bins of ``w`` minutes from t_start (the protocol's sampling
                   interval; only whole bins inside [t_start, t_end]), then the largest/smallest bin
                   mean, as a dialysis study reports it (:func:`dialysis_bins`)
+* ``tmax``        time (min) of the observable's maximum in [t_start, t_end]
 * ``half_life``   log-linear terminal half-life (h) between t_start and t_end
 * ``lag``         ``a|b``: onset of b's response minus onset of a's (time to half of the
                   largest deviation from baseline, min)
@@ -18,6 +19,11 @@ Readouts (times in minutes after the dose, as in the table):
                   equilibrium is c / (c + koff / (kon * mgfree(V)))), from the SBML's parameters.
 
 Observables: any model id; ``rel:<id>`` divides by the value at t = 0; ``a/b`` is a ratio.
+
+Interventions: ``key=value`` model inputs or parameters; ``drug=<preset>`` (models/drugs.tsv); and a serial-dosing
+protocol ``n_doses=<n>, dose_interval_h=<h>``: ``n`` equal doses ``dose_interval_h`` hours apart, the first at
+t = 0, given by the README's re-dose recipe (:func:`analysis.analyses.doseresponse.repeated_dosing`); times are
+then minutes after the *first* dose.
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ VALIDATION_COLUMNS = [
     "citation",
     "note",
 ]
-READOUTS = {"value", "max", "min", "half_life", "lag", "gain_ratio", "ic50", "ic50_ratio", "mgfree"}
+READOUTS = {"value", "max", "min", "tmax", "half_life", "lag", "gain_ratio", "ic50", "ic50_ratio", "mgfree"}
 #: Binned (microdialysis) readouts: ``dialysis_max:20`` = largest mean over 20-min sampling bins.
 DIALYSIS_READOUT = re.compile(r"dialysis_(max|min):(\d+(?:\.\d+)?)")
 PRETREATMENT = 3600.0  # s between intervention start and dose in blockade experiments
@@ -78,7 +84,14 @@ class Target:
 
 def _interventions(text: str) -> dict[str, float | str]:
     """``key=value, ...`` of the interventions column; ``drug=<preset>`` names a preset of models/drugs.tsv."""
-    return parse_assignments(text, text_keys=("drug",))
+    out = parse_assignments(text, text_keys=("drug",))
+    if ("n_doses" in out) != ("dose_interval_h" in out):
+        raise TableError("a serial-dosing protocol needs both n_doses and dose_interval_h")
+    if "n_doses" in out:
+        n, h = out["n_doses"], out["dose_interval_h"]
+        if not (float(n).is_integer() and n >= 1 and h > 0):
+            raise TableError(f"n_doses must be a whole number >= 1 and dose_interval_h > 0, got {n}, {h}")
+    return out
 
 
 def read_targets(path=None) -> list[Target]:
@@ -133,6 +146,28 @@ class _Runner:
         if key not in self.cache:
             df = model.simulate(_grid(t_dose, t_max), {**params, "t_dose": t_dose}, observables)
             df.index = (df.index - t_dose) / 60.0  # minutes after the dose
+            self.cache[key] = df
+        return self.cache[key]
+
+    def run_serial(
+        self,
+        model: CascadeModel,
+        params: dict[str, float],
+        n_doses: int,
+        interval_s: float,
+        t_max: float,
+        observables: list[str],
+    ) -> pd.DataFrame:
+        """``n_doses`` doses ``interval_s`` s apart (the first at t = 0), followed to ``t_max`` min after the first."""
+        from analysis.analyses.doseresponse import repeated_dosing  # doseresponse imports this module
+
+        key = ("serial", model.model_id, tuple(sorted(params.items())), n_doses, interval_s, t_max, tuple(observables))
+        if key not in self.cache:
+            horizon = max(t_max * 60.0 - (n_doses - 1) * interval_s, 3600.0) + 60.0
+            df = repeated_dosing(
+                model, n_doses, interval_s, horizon_s=horizon, scenario=params, observables=observables
+            )
+            df.index = df.index / 60.0  # minutes after the first dose
             self.cache[key] = df
         return self.cache[key]
 
@@ -237,7 +272,11 @@ def evaluate(target: Target, runner: _Runner | None = None) -> float:
         if abs(control) < 1e-9:
             return math.nan
         return gain(interventions) / control
-    df = runner.run(m, {**base, **interventions}, 0.0, t_max, obs_ids)
+    if "n_doses" in interventions:
+        n, interval_h = int(interventions.pop("n_doses")), float(interventions.pop("dose_interval_h"))
+        df = runner.run_serial(m, {**base, **interventions}, n, interval_h * 3600.0, t_max, obs_ids)
+    else:
+        df = runner.run(m, {**base, **interventions}, 0.0, t_max, obs_ids)
     if target.readout == "lag":
         a, b = target.observable.split("|")
         return _onset(_window(df[b], target.t_start, target.t_end)) - _onset(
@@ -255,6 +294,8 @@ def evaluate(target: Target, runner: _Runner | None = None) -> float:
         return float(w.max())
     if target.readout == "min":
         return float(w.min())
+    if target.readout == "tmax":
+        return float(w.idxmax())
     # half_life: slope of log(concentration) over the window, in hours
     w = w[w > 0]
     slope = np.polyfit(w.index.values / 60.0, np.log(w.values), 1)[0]

@@ -37,6 +37,7 @@ __all__ = [
     "EQUILIBRATION_TIME",
     "CascadeModel",
     "ModelSpec",
+    "SPECIES_OBSERVABLES",
     "ModelError",
     "SimulationError",
     "DrugFreeStateError",
@@ -61,6 +62,9 @@ OBSERVABLES = [
     "synaptic_proteins_rel",
     "spine_density_rel",
 ]
+#: Observables that only one species' model has (exchanged in its SED-ML experiments and checked across
+#: simulators with the contract ones): the human clinical readout, MADRS points against placebo.
+SPECIES_OBSERVABLES: dict[str, tuple[str, ...]] = {"human": ("madrs_change",), "rat": ()}
 #: Inputs with their allowed range (inclusive); everything else must be >= 0 and finite.
 INPUT_RANGES = {
     "dose": (0.0, math.inf),

@@ -1,8 +1,9 @@
 """SED-ML (Level 1 Version 3) description of the standard simulation experiments.
 
 The experiments run the shipped SBML files (``ketamine_cascade_<species>.xml``, model time unit
-second) for 7 days and report every contract observable (:data:`analysis.core.model.OBSERVABLES`)
-against time:
+second) for 7 days (the drug presets for 14 days) and report every contract observable
+(:data:`analysis.core.model.OBSERVABLES`), plus the species' own ones (``madrs_change`` for human,
+:data:`analysis.core.model.SPECIES_OBSERVABLES`), against time:
 
 * ``human_infusion`` - human, 0.5 mg/kg IV infusion over 2400 s;
 * ``rat_ip`` - rat, 10 mg/kg i.p.;
@@ -30,7 +31,7 @@ import libsbml
 
 from analysis.core.drugs import PROTOCOLS, drug_parameters
 from analysis.core.io import write_text_atomic
-from analysis.core.model import OBSERVABLES
+from analysis.core.model import OBSERVABLES, SPECIES_OBSERVABLES
 from analysis.core.steady_state import REL_TOLERANCE
 
 if TYPE_CHECKING:
@@ -48,10 +49,12 @@ KISAO_CVODE = "KISAO:0000019"
 #: absolute tolerance 1e-12 (the package uses a per-state vector of that size, which SED-ML cannot express).
 ALGORITHM_PARAMETERS = {"KISAO:0000209": REL_TOLERANCE, "KISAO:0000211": 1e-12}  # relative, absolute tolerance
 DAY = 86400.0
-#: Simulated time (s) and number of output intervals (one point per minute).
+#: Default simulated time (s) and number of output intervals (one point per minute) of an experiment.
 T_END = 7 * DAY
 N_STEPS = 10080
 SIMULATION_ID = "sim_7d"
+#: Output points per simulated day (one per minute).
+STEPS_PER_DAY = 1440
 
 
 def _lib() -> ModuleType:
@@ -81,11 +84,36 @@ class Scenario:
 
 @dataclass(frozen=True)
 class Experiment:
-    """A group of scenarios reported (and plotted) together."""
+    """A group of scenarios reported (and plotted) together, simulated for ``days`` days."""
 
     id: str
     name: str
     scenarios: Sequence[Scenario] = field(default_factory=tuple)
+    days: int = 7
+
+    @property
+    def simulation_id(self) -> str:
+        return simulation_id(self.days)
+
+    @property
+    def t_end(self) -> float:
+        """Simulated time (s)."""
+        return self.days * DAY
+
+    @property
+    def n_steps(self) -> int:
+        """Output intervals (one per minute)."""
+        return self.days * STEPS_PER_DAY
+
+
+def simulation_id(days: int) -> str:
+    """Id of the uniform time course of ``days`` days ('sim_7d')."""
+    return f"sim_{days}d"
+
+
+def experiment_observables(species: str, observables: Sequence[str] = OBSERVABLES) -> list[str]:
+    """The observables an experiment of ``species`` reports: ``observables`` and the species' own ones."""
+    return [*observables, *(o for o in SPECIES_OBSERVABLES.get(species, ()) if o not in observables)]
 
 
 def standard_experiments() -> list[Experiment]:
@@ -131,7 +159,12 @@ def standard_experiments() -> list[Experiment]:
                 for key, (extra, label) in interventions.items()
             ),
         ),
-        Experiment("human_drugs", "Human, drug presets of models/drugs.tsv at their clinical doses", drug_scenarios),
+        Experiment(
+            "human_drugs",
+            "Human, drug presets of models/drugs.tsv at their clinical doses, 14 days",
+            drug_scenarios,
+            days=14,  # memantine's constant 14-day input, and the compare-drugs horizon
+        ),
     ]
 
 
@@ -183,14 +216,14 @@ def _add_model(doc: libsedml.SedDocument, sc: Scenario, sbml: libsbml.Model) -> 
         ch.setNewValue(repr(float(value)))
 
 
-def _add_simulation(doc: libsedml.SedDocument) -> None:
+def _add_simulation(doc: libsedml.SedDocument, days: int) -> None:
     sim = doc.createUniformTimeCourse()
-    sim.setId(SIMULATION_ID)
-    sim.setName("7 days from the drug-free steady state, one output per minute (time in s)")
+    sim.setId(simulation_id(days))
+    sim.setName(f"{days} days from the drug-free steady state, one output per minute (time in s)")
     sim.setInitialTime(0.0)
     sim.setOutputStartTime(0.0)
-    sim.setOutputEndTime(T_END)
-    sim.setNumberOfSteps(N_STEPS)
+    sim.setOutputEndTime(days * DAY)
+    sim.setNumberOfSteps(days * STEPS_PER_DAY)
     alg = sim.createAlgorithm()
     alg.setKisaoID(KISAO_CVODE)
     for kisao, value in ALGORITHM_PARAMETERS.items():
@@ -221,12 +254,14 @@ def data_generator_id(scenario_id: str, observable: str) -> str:
     return f"dg_{scenario_id}_{observable}"
 
 
-def _add_task(doc: libsedml.SedDocument, sc: Scenario, sbml: libsbml.Model, observables: Sequence[str]) -> None:
+def _add_task(
+    doc: libsedml.SedDocument, sc: Scenario, sbml: libsbml.Model, observables: Sequence[str], sim_id: str
+) -> None:
     task = doc.createTask()
     task.setId(f"task_{sc.id}")
     task.setName(sc.name)
     task.setModelReference(f"model_{sc.id}")
-    task.setSimulationReference(SIMULATION_ID)
+    task.setSimulationReference(sim_id)
     _add_data_generator(doc, data_generator_id(sc.id, "time"), task.getId(), "time")
     for obs in observables:
         _add_data_generator(doc, data_generator_id(sc.id, obs), task.getId(), obs, _xpath(sbml, obs))
@@ -271,6 +306,8 @@ def build_sedml(
 ) -> libsedml.SedDocument:
     """SED-ML document of ``experiments`` (default: :func:`standard_experiments`) on the SBML in ``sbml_dir``.
 
+    Each experiment reports ``observables`` and its species' own ones (:func:`experiment_observables`) over
+    its own duration (``Experiment.days``, one uniform time course per distinct duration).
     Model sources are the bare SBML file names, so the SED-ML must sit next to the SBML files
     (as in ``sbml/`` and in the COMBINE archive).  Raises :class:`SedmlError` if a changed input
     or an observable is not in the SBML.
@@ -282,13 +319,15 @@ def build_sedml(
     }
     doc = _lib().SedDocument(SEDML_LEVEL, SEDML_VERSION)
     doc.getNamespaces().add(SBML_NS, "sbml")
-    _add_simulation(doc)
+    for days in sorted({exp.days for exp in experiments}):
+        _add_simulation(doc, days)
     for exp in experiments:
         for sc in exp.scenarios:
             _add_model(doc, sc, models[sc.species])
-            _add_task(doc, sc, models[sc.species], observables)
+            _add_task(doc, sc, models[sc.species], experiment_observables(sc.species, observables), exp.simulation_id)
     for exp in experiments:
-        _add_outputs(doc, exp, models[exp.scenarios[0].species], observables)
+        species = exp.scenarios[0].species
+        _add_outputs(doc, exp, models[species], experiment_observables(species, observables))
     return doc
 
 
