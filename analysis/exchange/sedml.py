@@ -8,7 +8,9 @@ second) for 7 days (the drug presets for 14 days) and report every contract obse
 * ``human_infusion`` - human, 0.5 mg/kg IV infusion over 2400 s;
 * ``rat_ip`` - rat, 10 mg/kg i.p.;
 * ``rat_dose`` - rat, 3, 10, 30 and 200 mg/kg i.p.;
-* ``rat_interventions`` - rat, 10 mg/kg i.p. with control, rapamycin, NBQX, anti-BDNF and Val66Met.
+* ``rat_interventions`` - rat, 10 mg/kg i.p. with control, rapamycin, NBQX, anti-BDNF and Val66Met;
+* ``human_drugs`` - human, each drug preset of ``models/drugs.tsv`` at its clinical dose, 14 days;
+* ``rat_drugs`` - rat, 10 mg/kg i.p. of the racemate, esketamine and arketamine presets.
 
 Every scenario is a SED-ML ``<model>`` whose ``changeAttribute`` elements set the inputs in the SBML
 document *before* it is loaded.  The dose event (trigger ``time >= t_dose``) therefore fires with the
@@ -53,6 +55,8 @@ DAY = 86400.0
 T_END = 7 * DAY
 N_STEPS = 10080
 SIMULATION_ID = "sim_7d"
+#: Drug presets simulated in the rat experiment ``rat_drugs`` (rows for species 'both' or 'rat' in drugs.tsv).
+RAT_PRESETS = ("racemic_ketamine", "esketamine", "arketamine")
 #: Output points per simulated day (one per minute).
 STEPS_PER_DAY = 1440
 
@@ -135,6 +139,10 @@ def standard_experiments() -> list[Experiment]:
         )
         for name, p in PROTOCOLS.items()
     )
+    rat_drug_scenarios = tuple(  # the presets that have rat rows (memantine's PK is human only)
+        Scenario(f"rat_{drug}_10", "rat", {**drug_parameters(drug, "rat"), "dose": 10.0}, f"rat 10 mg/kg i.p., {drug}")
+        for drug in RAT_PRESETS
+    )
     return [
         Experiment(
             "human_infusion",
@@ -165,6 +173,7 @@ def standard_experiments() -> list[Experiment]:
             drug_scenarios,
             days=14,  # memantine's constant 14-day input, and the compare-drugs horizon
         ),
+        Experiment("rat_drugs", "Rat, 10 mg/kg i.p. of the racemate and of each enantiomer preset", rat_drug_scenarios),
     ]
 
 
