@@ -25,17 +25,19 @@ def test_committed_problem_is_what_the_build_generates_and_passes_petablint(spec
         assert not petab.lint_problem(problem), f"petablint finds errors in models/petab/{species}"
 
 
+@pytest.mark.parametrize("use", ["fit", "holdout"])
 @pytest.mark.parametrize("species", SPECIES)
-def test_nominal_parameters_reproduce_the_shipped_sbml_simulation(species):
+def test_nominal_parameters_reproduce_the_shipped_sbml_simulation(species, use):
     """pyPESTO's libroadrunner objective, run on the PEtab problem at the nominal parameters, gives the same values
-    as the package's engine on the shipped SBML, for every measurement of every condition."""
+    as the package's engine on the shipped SBML, for every measurement of every condition, fitted and held out."""
     from pypesto.objective.roadrunner import simulation_to_measurement_df
 
-    problem, petab_problem = pypesto_problem(species)
+    problem, petab_problem = pypesto_problem(species, holdout=use == "holdout")
     x = np.asarray(petab_problem.x_nominal_free_scaled, dtype=float)
     sim = problem.objective(x, return_dict=True)
     table = simulation_to_measurement_df(sim["simulation_results"], petab_problem.measurement_df)
-    rows = {r["id"]: r for r in P.read_data() if r["species"] == species and r["use"] == "fit"}
+    rows = {r["id"]: r for r in P.read_data() if r["species"] == species and r["use"] == use}
+    assert len(table) == len(rows) > 0
     engine = simulate_rows(species, [rows[i] for i in table["datasetId"]])
     np.testing.assert_allclose(table["simulation"].to_numpy(dtype=float), engine, rtol=1e-5)
 

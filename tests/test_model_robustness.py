@@ -3,6 +3,7 @@ plausible ranges has a physiological, stable drug-free state, and 10 mg/kg neith
 branch nor makes the solver fail (issue 8, "A robust operating point")."""
 
 import numpy as np
+import pytest
 
 from analysis.analyses import robustness as R
 
@@ -17,6 +18,22 @@ def test_every_parameter_alone_at_either_range_end_holds_drug_free_and_after_10_
     assert len(ends) == 2 * len(R.survey_parameters("rat")) >= 50
     assert not _failures(ends), _failures(ends)
     assert (ends["rate_pyr"] <= 20).all() and (ends["max_eigenvalue"] < 0).all()
+
+
+#: Beyond the issue's criterion (measured and derived parameters): every table parameter, the assumed ones
+#: included, alone at either end.  The one that fails, in both species: the steepest pyramidal rate-potential
+#: curve (v_slope_pyr 1.5 mV).  The two homeostats' mode loses its damping as the curve steepens (damping ratio
+#: 0.66 at 4 mV, 0.14 at 2 mV, unstable below ~1.75 mV; README "Robustness").  The range is assumed and kept.
+KNOWN_RANGE_END_FAILURES = {("v_slope_pyr", "lower")}
+
+
+@pytest.mark.parametrize("species", ["rat", "human"])
+def test_every_table_parameter_alone_at_either_end_holds_but_the_steepest_pyramidal_rate_curve(species):
+    ids = R.survey_parameters(species, evidence=None)
+    assert len(ids) > 2 * len(R.survey_parameters(species))  # the assumed parameters are in
+    ends = R.range_ends(species, ids, progress=False, dose=10.0 if species == "rat" else 0.5)
+    failed = set(ends.index[~(ends["ok"] & ends["dosed_ok"])])
+    assert failed == KNOWN_RANGE_END_FAILURES, _failures(ends)
 
 
 def test_1000_joint_log_uniform_subjects_hold_drug_free_and_after_10_mg_kg():

@@ -77,3 +77,28 @@ def test_parameter_values_equal_table(doc, species):
         assert el is not None, pid
         assert el.getValue() == p.value, pid
         assert el.getUnits() == p.unit, pid
+
+
+def test_initial_values_are_a_clean_drug_free_state(doc, species):
+    """No negative initial concentration, and every drug state (0 in the model sources) is exactly 0, so the
+    drug-free Newton solve sees it as a structural zero and its reduced Jacobian is nonsingular.  (A -5.8e-12 uM
+    residue in the human pump once shipped; every human equilibrated run then fell back to the slow relaxation.)"""
+    import numpy as np
+
+    from analysis.core import steady_state
+    from analysis.core.model import load_model
+
+    negative = [s.getId() for s in doc.getModel().getListOfSpecies() if s.getInitialConcentration() < 0]
+    assert not negative, negative
+    m = load_model(species)
+    m.apply({"t_dose": 1e30})
+    try:
+        jac = steady_state.grouped_jacobian(m.rr, m.space)[0]
+    finally:
+        m.apply({})
+    q = m.space.free_basis
+    reduced = q.T @ jac @ q
+    assert np.linalg.matrix_rank(reduced) == reduced.shape[0]
+    for pid in ("ket_pump", "ket_depot", "ket_central", "nmda_int_OB"):
+        if pid in m.space.ids:
+            assert m.space.ids.index(pid) - m.space.n_rules in m.space.structural_zeros, pid

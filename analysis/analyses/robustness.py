@@ -44,9 +44,9 @@ DOSED_HORIZON = 7 * 86400.0
 DOSED_TIMES = time_grid(DOSED_HORIZON)
 
 
-def survey_parameters(species: str, evidence: Sequence[str] = ("measured", "derived")) -> list[str]:
-    """Parameters with a non-degenerate plausible range and the given evidence, except inputs and
-    the drug-only ones (which cannot move the drug-free state)."""
+def survey_parameters(species: str, evidence: Sequence[str] | None = ("measured", "derived")) -> list[str]:
+    """Parameters with a non-degenerate plausible range and the given evidence (``None``: any, including the
+    assumed ones), except inputs and the drug-only ones (which cannot move the drug-free state)."""
     from analysis.core.model import load_model
 
     model = load_model(species)
@@ -54,7 +54,10 @@ def survey_parameters(species: str, evidence: Sequence[str] = ("measured", "deri
     return [
         pid
         for pid, p in read_parameters(species).items()
-        if pid in model.defaults and pid not in skip and p.lower < p.upper and p.evidence in evidence
+        if pid in model.defaults
+        and pid not in skip
+        and p.lower < p.upper
+        and (evidence is None or p.evidence in evidence)
     ]
 
 

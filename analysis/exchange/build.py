@@ -254,6 +254,11 @@ def check_parameter_table(model: libsbml.Model, params: dict[str, Parameter]) ->
             raise BuildError(f"parameter {pid}: model value {p.getValue()} != table value {params[pid].value}")
 
 
+#: Residue (amount) below which a drug state (0 in the model sources) is set to exactly 0 in the shipped drug-free
+#: state; the steady-state check that follows fails the build if that was not a drug-free steady state.
+BUILD_ZERO_SNAP = 1e-9
+
+
 def steady_state_values(sbml: str) -> dict[str, float]:
     """Drug-free steady state (dose = 0) of every state variable, rounded to SS_DIGITS."""
     import roadrunner
@@ -274,7 +279,10 @@ def steady_state_values(sbml: str) -> dict[str, float]:
         # (the check below decides whether it did).
         steady_state._newton(rr, space, steady_state.CONTINUATION_ITERATIONS * 4, drug_free=False)
     steady_state.polish(rr, space)
-    steady_state.snap_structural_zeros(rr, space, steady_state.ABS_TOLERANCE)  # drug-bound states: exactly 0
+    # drug states (0 in the sources) are exactly 0 at any drug-free state; CVODE's corrector can leave residue of a
+    # few 1e-12 in one whose rate is identically 0 (the human pump: -5.8e-12 uM), which would then ship as a
+    # negative initial value and hide the state from the structural zeros that the drug-free Newton solve needs
+    steady_state.snap_structural_zeros(rr, space, BUILD_ZERO_SNAP)
     species = list(rr.model.getFloatingSpeciesIds())
     ids = species + list(rr.model.getRateRuleSymbols())
     # species as concentrations ([id]); rate-rule parameters by value
