@@ -32,3 +32,21 @@ def test_cascade_figure_has_content(tmp_path):
     # not blank: many distinct colours (curves of several colours on white)
     assert len(np.unique(img.reshape(-1, img.shape[-1])[:, :3].round(2), axis=0)) > 50
     assert svg.read_text(encoding="utf-8").count("<path") > 20
+
+
+def test_cascade_figure_draws_the_calibration_bands():
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PolyCollection
+
+    from analysis.cli.commands import calibration_bands
+    from analysis.core.model import load_model
+
+    bands = calibration_bands("human", "dose 0.5")
+    assert bands is not None and "ketamine_plasma" in set(bands["observable"])
+    assert calibration_bands("human", "dose 99") is None
+    df = load_model("human").simulate(np.linspace(0, 86400, 200), {"dose": 0.5})
+    fig = plot_cascade(df, "test", bands=bands)
+    pk = fig.axes[0]
+    assert any(isinstance(c, PolyCollection) for c in pk.collections)
+    assert any("calibration band" in t.get_text() for t in pk.get_legend().get_texts())
+    plt.close(fig)

@@ -133,6 +133,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if args.strict and not results.passed.all() else 0
 
 
+def calibration_bands(species: str, condition: str) -> pd.DataFrame | None:
+    """The committed calibration report's prediction bands (``docs/calibration/<species>/bands.csv``) of one
+    condition (e.g. 'dose 0.5'), or None if there are none."""
+    path = ROOT / "docs" / "calibration" / species / "bands.csv"
+    if not path.exists():
+        return None
+    bands = pd.read_csv(path)
+    bands = bands[bands["condition"] == condition]
+    return bands if len(bands) else None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Main job: build the SBML, simulate the default scenarios, validate, write tables and figures."""
     from analysis.plots.cascade import plot_cascade, save_figure
@@ -150,8 +161,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         timings[sp] = (t1 - t0, t2 - t1)
         write_csv(df, out / f"{sp}_default.csv")
         dose = DEFAULT_SCENARIOS[sp]["dose"]
+        bands = calibration_bands(sp, f"dose {dose:g}")
+        note = " with calibration bands (docs/calibration)" if bands is not None else ""
         save_figure(
-            plot_cascade(df, f"Ketamine cascade, {sp}, {dose:g} mg/kg (default scenario)"), out / f"cascade_{sp}"
+            plot_cascade(df, f"Ketamine cascade, {sp}, {dose:g} mg/kg (default scenario){note}", bands=bands),
+            out / f"cascade_{sp}",
         )
     results = run_and_report_validation(out)
     from analysis.plots.cascade import plot_cascade as _pc  # same figure with the rat targets drawn in

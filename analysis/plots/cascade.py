@@ -87,13 +87,19 @@ def save_figure(
 
 
 def plot_cascade(
-    timecourse: pd.DataFrame, title: str = "", targets: pd.DataFrame | None = None, dose_time_s: float = 0.0
+    timecourse: pd.DataFrame,
+    title: str = "",
+    targets: pd.DataFrame | None = None,
+    dose_time_s: float = 0.0,
+    bands: pd.DataFrame | None = None,
 ) -> plt.Figure:
     """The cascade, one panel per stage, time (h after the dose) on a log axis.
 
     ``timecourse`` is indexed by time (s) with the contract observables as columns.
     ``targets`` (from :func:`analysis.analyses.validate.run_validation`, already filtered to this
     scenario) are drawn as vertical bars (accepted band) with a marker at the simulated value.
+    ``bands`` (rows of a calibration report's ``bands.csv`` for this scenario: ``observable``, ``time_s`` after the
+    dose, ``lower``, ``upper``) are drawn as shaded prediction bands behind the curves of those observables.
     """
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(2, 3, figsize=(11, 6.2), constrained_layout=True)
@@ -101,6 +107,12 @@ def plot_cascade(
         keep = hours > 0
         for ax, (panel, ylabel, series) in zip(axes.flat, CASCADE_PANELS, strict=True):
             for obs, label, color in series:
+                band = bands[bands["observable"] == obs] if bands is not None else None
+                if band is not None and len(band):
+                    h = band["time_s"].to_numpy() / 3600.0
+                    on = h > 0
+                    ax.fill_between(h[on], band["lower"].to_numpy()[on], band["upper"].to_numpy()[on], color=color,
+                                    alpha=0.2, lw=0, label=f"{label}: calibration band")  # fmt: skip
                 if obs in timecourse:
                     ax.plot(hours[keep], timecourse[obs].values[keep], color=color, label=label)
             if targets is not None and len(targets):
