@@ -193,3 +193,25 @@ def test_sobol_and_convergence_figures_have_content(tmp_path):
 def test_bad_input(call, match):
     with pytest.raises(ModelError, match=match):
         call()
+
+
+def test_failure_summary_counts_kinds_without_the_parameter_dicts():
+    big = "{" + ", ".join(f"'p{i}': {i}.5" for i in range(100)) + "}"
+    failures = pd.DataFrame(
+        {
+            "sample": [3, 7, 9, 12],
+            "error": [
+                f"DrugFreeStateError: ketamine_cascade_rat with parameters {big}: drug-free steady state is unstable: "
+                "largest Jacobian eigenvalue 1.2e-06 /s > 1e-10",
+                f"DrugFreeStateError: ketamine_cascade_rat with parameters {big}: drug-free steady state is unstable: "
+                "largest Jacobian eigenvalue 3.4 /s > 1e-10",
+                f"SimulationTimeout: ketamine_cascade_rat with parameters {big}: time limit exceeded",
+                f"DrugFreeStateError: ketamine_cascade_rat with parameters {big}: drug-free steady state is unstable: "
+                "largest Jacobian eigenvalue 2.2e-05 /s > 1e-10",
+            ],
+        }
+    )
+    text = G._failure_message(failures, 40)
+    assert text.startswith("4 of 40 parameter sets failed to simulate: 3 x DrugFreeStateError")
+    assert "1 x SimulationTimeout" in text and "e.g. sample 3" in text and "e.g. sample 9" in text
+    assert "p99" not in text and len(text) < 600

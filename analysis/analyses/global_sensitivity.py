@@ -68,6 +68,7 @@ from analysis.analyses.sensitivity import (
     default_sensitivity_parameters,
     parameter_bounds,
 )
+from analysis.core.errors import without_parameters
 from analysis.core.model import CascadeModel
 
 #: Bounds spanning at least this ratio (upper / lower > 0) are sampled log-uniformly.
@@ -490,12 +491,18 @@ def morris_convergence(
 
 
 # -- full analyses ----------------------------------------------------------------------------------------------
-def _failure_message(failures: pd.DataFrame, total: int) -> str:
-    first = failures.iloc[0]
-    return (
-        f"{len(failures)} of {total} parameter sets failed to simulate (first: sample {first['sample']}: "
-        f"{first['error']})"
-    )
+def _failure_message(failures: pd.DataFrame, total: int, top: int = 3) -> str:
+    """How many sets failed, by kind (the error type and the check that failed), most common first, with one
+    sample of each; without the sets' parameter values (the failures table has them)."""
+    reasons = failures["error"].astype(str).map(without_parameters)
+    kinds = reasons.str.replace(r"[-+]?\d[\d.eE+-]*", "#", regex=True).str.slice(0, 80)
+    counts = kinds.value_counts()
+    parts = []
+    for kind, n in counts.head(top).items():
+        i = int(np.flatnonzero(kinds.to_numpy() == kind)[0])
+        parts.append(f"{n} x {reasons.iloc[i][:160]} (e.g. sample {failures['sample'].iloc[i]})")
+    more = f"; {len(counts) - top} more kinds" if len(counts) > top else ""
+    return f"{len(failures)} of {total} parameter sets failed to simulate: " + "; ".join(parts) + more
 
 
 def _combine(per_readout: Mapping[str, pd.DataFrame], level: str = "readout") -> pd.DataFrame:

@@ -18,7 +18,6 @@ CLI: ``ketamine-cascade robustness --species rat --samples 1000 --out results/ro
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -28,7 +27,7 @@ from tqdm import tqdm
 
 from analysis.analyses.sensitivity import as_model
 from analysis.core import steady_state
-from analysis.core.errors import SimulationError
+from analysis.core.errors import SimulationError, without_parameters
 from analysis.core.model import INPUTS, CascadeModel
 from analysis.core.simulate import time_grid
 from analysis.core.tables import parameter_bounds, read_parameters
@@ -75,7 +74,7 @@ def dosed_check(m: CascadeModel, parameters: dict[str, float], dose: float) -> t
     try:
         m.simulate(DOSED_TIMES, {**parameters, "dose": dose}, ["rate_pyr"], equilibrate=True)
     except SimulationError as exc:  # the message names the set; the table already holds it
-        return False, f"{type(exc).__name__}: " + re.sub(r" with parameters \{[^}]*\}", "", str(exc))
+        return False, f"{type(exc).__name__}: " + without_parameters(str(exc))
     return True, ""
 
 

@@ -1,5 +1,15 @@
 """The package's error types, in one place (every module raises these, the CLI turns them into one line)."""
 
+import re
+
+_PARAMETERS = re.compile(r" with parameters \{[^}]*\}")
+
+
+def without_parameters(message: str) -> str:
+    """A simulation error's message without its ``with parameters {...}`` part: for a failure row or a summary
+    that already names the set (a whole-box set has ~100 parameters)."""
+    return _PARAMETERS.sub("", message)
+
 
 class ModelError(ValueError):
     """Bad model file or bad input (unknown parameter, invalid value)."""

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from analysis.core.errors import ModelError, SimulationError
+from analysis.core.errors import ModelError, SimulationError, without_parameters
 from analysis.core.model import OBSERVABLES, CascadeModel, ModelSpec, check_times, load_model, model_spec
 from analysis.core.paths import SPECIES, sbml_path
 from analysis.core.steady_state import quiet_native_stderr
@@ -168,8 +168,8 @@ def run_chunk(
             with quiet_native_stderr():  # a failure's solver message is in its failure row, not on the console
                 data = model.simulate_array(times, params, observables, equilibrate, time_limit=time_limit)
             values.append(data if reduce is None else np.asarray(reduce(data), dtype=float))
-        except SimulationError as exc:
-            failed.append((sid, str(exc)))
+        except SimulationError as exc:  # the failure row holds the set's parameters: the message need not repeat them
+            failed.append((sid, without_parameters(str(exc))))
             continue
         except Exception as exc:  # noqa: BLE001  (any other error is a failure row, not a lost chunk)
             failed.append((sid, f"{type(exc).__name__}: {exc}"))
