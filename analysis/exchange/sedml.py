@@ -51,10 +51,8 @@ KISAO_CVODE = "KISAO:0000019"
 #: absolute tolerance 1e-12 (the package uses a per-state vector of that size, which SED-ML cannot express).
 ALGORITHM_PARAMETERS = {"KISAO:0000209": REL_TOLERANCE, "KISAO:0000211": 1e-12}  # relative, absolute tolerance
 DAY = 86400.0
-#: Default simulated time (s) and number of output intervals (one point per minute) of an experiment.
-T_END = 7 * DAY
-N_STEPS = 10080
-SIMULATION_ID = "sim_7d"
+#: Simulated days of an experiment unless it says otherwise.
+DEFAULT_DAYS = 7
 #: Drug presets simulated in the rat experiment ``rat_drugs`` (rows for species 'both' or 'rat' in drugs.tsv).
 RAT_PRESETS = ("racemic_ketamine", "esketamine", "arketamine")
 #: Output points per simulated day (one per minute).
@@ -93,7 +91,7 @@ class Experiment:
     id: str
     name: str
     scenarios: Sequence[Scenario] = field(default_factory=tuple)
-    days: int = 7
+    days: int = DEFAULT_DAYS
 
     @property
     def simulation_id(self) -> str:
