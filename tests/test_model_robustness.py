@@ -21,19 +21,15 @@ def test_every_parameter_alone_at_either_range_end_holds_drug_free_and_after_10_
 
 
 #: Beyond the issue's criterion (measured and derived parameters): every table parameter, the assumed ones
-#: included, alone at either end.  The one that fails, in both species: the steepest pyramidal rate-potential
-#: curve (v_slope_pyr 1.5 mV).  The two homeostats' mode loses its damping as the curve steepens (damping ratio
-#: 0.66 at 4 mV, 0.14 at 2 mV, unstable below ~1.75 mV; README "Robustness").  The range is assumed and kept.
-KNOWN_RANGE_END_FAILURES = {("v_slope_pyr", "lower")}
-
-
+#: included, alone at either end, in both species.  Until the Narp term of the interneuron homeostat (model v2,
+#: item 3) the steepest pyramidal rate curve (v_slope_pyr 1.5 mV) failed here: the two homeostats' mode lost
+#: its damping as the curve steepened (unstable below ~1.75 mV).
 @pytest.mark.parametrize("species", ["rat", "human"])
-def test_every_table_parameter_alone_at_either_end_holds_but_the_steepest_pyramidal_rate_curve(species):
+def test_every_table_parameter_alone_at_either_end_holds(species):
     ids = R.survey_parameters(species, evidence=None)
     assert len(ids) > 2 * len(R.survey_parameters(species))  # the assumed parameters are in
     ends = R.range_ends(species, ids, progress=False, dose=10.0 if species == "rat" else 0.5)
-    failed = set(ends.index[~(ends["ok"] & ends["dosed_ok"])])
-    assert failed == KNOWN_RANGE_END_FAILURES, _failures(ends)
+    assert not _failures(ends), _failures(ends)
 
 
 def test_1000_joint_log_uniform_subjects_hold_drug_free_and_after_10_mg_kg():

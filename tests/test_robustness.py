@@ -65,15 +65,32 @@ def test_cli_robustness_writes_tables_and_figures(tmp_path):
         assert (tmp_path / name).stat().st_size > 0
 
 
-def test_oscillatory_modes_find_the_coupled_homeostats():
-    """The one slow complex pair of the drug-free state belongs to the two integral homeostats (participation),
-    and its period scales with their time constant while its damping does not (a property of the loop)."""
-    base = R.oscillatory_modes("rat")
-    assert len(base) == 1
-    mode = base.iloc[0]
-    assert 0 < mode["damping_ratio"] < 1 and 0 < mode["overshoot"] < 0.2
-    assert mode["states"].split(", ")[0].split(" ")[0] in ("homeo_scale", "homeo_scale_int")
-    assert {s.split(" ")[0] for s in mode["states"].split(", ")[:2]} == {"homeo_scale", "homeo_scale_int"}
-    slow = R.oscillatory_modes("rat", {"tau_homeostasis": 2 * 172800.0}).iloc[0]
+def test_the_homeostat_loop_is_designed_not_to_ring():
+    """Without the Narp term the two integral homeostats ring (the one slow complex pair of the full drug-free
+    Jacobian, owned by them); the reduced two-state analysis finds the same mode, the weight where it stops
+    ringing, and that the shipped weight (and its whole range) is above it: no slow oscillation is left."""
+    off = R.oscillatory_modes("rat", {R.NARP_WEIGHT: 0.0})
+    assert len(off) == 1
+    mode = off.iloc[0]
+    assert {s.split(" ")[0] for s in mode["states"].split(", ")[:2]} == set(R.HOMEOSTATS)
+    assert 0.3 < mode["damping_ratio"] < 1
+    loop_off = R.homeostat_loop("rat", {R.NARP_WEIGHT: 0.0})
+    assert loop_off["damping_ratio"] == pytest.approx(mode["damping_ratio"], rel=1e-3)
+    period = 2 * np.pi / np.abs(loop_off["eigenvalues"].imag).max() / 86400.0
+    assert period == pytest.approx(mode["period_days"], rel=1e-3)
+    # the period scales with the homeostats' time constant, the damping does not (a property of the loop)
+    slow = R.oscillatory_modes("rat", {R.NARP_WEIGHT: 0.0, "tau_homeostasis": 2 * 172800.0}).iloc[0]
     assert slow["period_days"] == pytest.approx(2 * mode["period_days"], rel=0.02)
     assert slow["damping_ratio"] == pytest.approx(mode["damping_ratio"], abs=0.01)
+
+    lower, upper = parameter_bounds("rat", [R.NARP_WEIGHT]).loc[R.NARP_WEIGHT, ["lower", "upper"]]
+    for species in ("rat", "human"):
+        shipped = R.homeostat_loop(species)
+        assert shipped["damping_ratio"] >= 1 and np.isreal(shipped["eigenvalues"]).all()
+        assert (shipped["eigenvalues"].real < 0).all()
+        assert 0 < shipped["critical_narp_weight"] < lower <= shipped["narp_weight"] <= upper
+        # the steady state does not depend on the weight, so its critical value is the same from any weight
+        at_end = R.homeostat_loop(species, {R.NARP_WEIGHT: upper})
+        assert at_end["critical_narp_weight"] == pytest.approx(shipped["critical_narp_weight"], rel=1e-3)
+        assert at_end["damping_ratio"] > shipped["damping_ratio"]
+        assert R.oscillatory_modes(species).empty

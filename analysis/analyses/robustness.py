@@ -202,6 +202,10 @@ def branch_end(scan: pd.DataFrame) -> tuple[float | None, float | None]:
     return (float(below.max()) if len(below) else None, float(above.min()) if len(above) else None)
 
 
+#: Relative size of an eigenvalue's imaginary part below which it is round-off, not an oscillation.
+ROUND_OFF_IMAG = 1e-6
+
+
 def oscillatory_modes(
     model: CascadeModel | str = "rat",
     parameters: dict[str, float] | None = None,
@@ -235,7 +239,9 @@ def oscillatory_modes(
         m.apply({})
     values, left, right = linalg.eig(jac[np.ix_(free, free)], left=True, right=True)
     rows = []
-    for k in np.flatnonzero((values.imag > 0) & (np.abs(values) < slowest)):
+    # a pair whose imaginary part is round-off (near-degenerate real eigenvalues of the slow spine states: periods
+    # of 1e10 days and more) is not an oscillation
+    for k in np.flatnonzero((values.imag > ROUND_OFF_IMAG * np.abs(values)) & (np.abs(values) < slowest)):
         lam = values[k]
         share = np.abs(left[:, k].conj() * right[:, k])
         share /= share.sum()
@@ -254,7 +260,83 @@ def oscillatory_modes(
     return pd.DataFrame(rows, columns=columns).sort_values("decay_per_s", ignore_index=True)
 
 
+#: The slow control states of the two firing-rate homeostats (models/homeostasis.ant).
+HOMEOSTATS = ("homeo_scale", "homeo_scale_int")
+#: The parameter that couples pyramidal activity into the interneuron homeostat (Narp, Chang et al. 2010).
+NARP_WEIGHT = "homeo_narp_weight"
+
+
+def _homeostat_matrix(m: CascadeModel) -> np.ndarray:
+    """The 2x2 Jacobian (1/s) of the homeostat states with every other state at its quasi-steady state: the
+    Schur complement of the drug-free Jacobian on the invariant subspace (conserved moieties and the drug
+    states, 0 drug-free, projected out)."""
+    jac = steady_state.jacobian(m.rr, m.space)[0]
+    slow = np.zeros((len(m.space.ids), len(HOMEOSTATS)))
+    for k, sid in enumerate(HOMEOSTATS):
+        slow[m.space.ids.index(sid), k] = 1.0
+    basis = m.space.free_basis if m.space.free_basis.size else m.space.basis
+    fast = linalg.orth(basis - slow @ (slow.T @ basis))
+    j_ss, j_sf = slow.T @ jac @ slow, slow.T @ jac @ fast
+    j_fs, j_ff = fast.T @ jac @ slow, fast.T @ jac @ fast
+    return j_ss - j_sf @ linalg.solve(j_ff, j_fs)
+
+
+def _damping(a: np.ndarray) -> float:
+    """Damping ratio -tr / (2 sqrt(det)) of a stable 2x2 linear system (>= 1: no oscillation)."""
+    det = float(np.linalg.det(a))
+    return float(-np.trace(a) / (2 * np.sqrt(det))) if det > 0 else float("nan")
+
+
+def homeostat_loop(model: CascadeModel | str = "rat", parameters: dict[str, float] | None = None) -> dict:
+    """The design check of the two firing-rate homeostats at a drug-free steady state (model-v2 item 3).
+
+    On the days scale the circuit, Ca2+ and signalling states are at their quasi-steady state, so the
+    homeostats form a two-state linear system: its matrix (1/s) is the Schur complement of the drug-free
+    Jacobian on ``homeo_scale`` and ``homeo_scale_int``.  Two integral controllers coupled through the E-I
+    circuit (pyramidal excitability drives the interneurons, interneuron excitability inhibits the pyramidal
+    cells) ring when the coupling beats the difference of their own gains; the Narp term (pyramidal activity
+    sensed by the interneuron homeostat, ``homeo_narp_weight``) adds damping without moving the steady state,
+    which does not depend on it (both errors are 0 there).  The steady state is the same for every Narp weight,
+    so the matrix is affine in it and the weight where the loop stops oscillating is solved for exactly.
+
+    Returns ``narp_weight``, ``eigenvalues`` (1/s, the two of the reduced system), ``damping_ratio``
+    (-tr / (2 sqrt(det)); >= 1 means no oscillation), ``critical_narp_weight`` (the smallest weight >= 0 with a
+    damping ratio of 1; NaN if there is none) and ``matrix``.  ``parameters`` first move the model to that set's
+    drug-free state; the model is left at its shipped parameters.
+    """
+    m = as_model(model)
+    if parameters:
+        check = m.drug_free_state(parameters)
+        if not check.ok:
+            m.apply({})
+            raise SimulationError(f"no drug-free state to analyse: {check.reason}")
+    else:
+        m.apply({"t_dose": 1e30})
+    c0 = float(m.rr[NARP_WEIGHT])
+    try:
+        a0 = _homeostat_matrix(m)
+        m.rr[NARP_WEIGHT] = c0 + 1.0
+        slope = _homeostat_matrix(m) - a0
+    finally:
+        m.rr[NARP_WEIGHT] = c0
+        m.apply({})
+    # discriminant tr(A)^2 - 4 det(A) of A(c0 + x) = a0 + x slope, a quadratic in x
+    t0, t1 = np.trace(a0), np.trace(slope)
+    d0 = np.linalg.det(a0)
+    d2 = np.linalg.det(slope)
+    d1 = a0[0, 0] * slope[1, 1] + a0[1, 1] * slope[0, 0] - a0[0, 1] * slope[1, 0] - a0[1, 0] * slope[0, 1]
+    roots = np.roots([t1 * t1 - 4 * d2, 2 * t0 * t1 - 4 * d1, t0 * t0 - 4 * d0])
+    weights = sorted(float(c0 + r.real) for r in roots if abs(r.imag) < 1e-12 and c0 + r.real >= 0)
+    return {
+        "narp_weight": c0,
+        "eigenvalues": np.linalg.eigvals(a0),
+        "damping_ratio": _damping(a0),
+        "critical_narp_weight": weights[0] if weights else float("nan"),
+        "matrix": a0,
+    }
+
+
 __all__ = [
-    "branch_end", "continuation", "dosed_check", "joint_box", "oscillatory_modes", "range_ends", "sample_box",
-    "survey_parameters",
+    "branch_end", "continuation", "dosed_check", "homeostat_loop", "joint_box", "oscillatory_modes", "range_ends",
+    "sample_box", "survey_parameters",
 ]  # fmt: skip

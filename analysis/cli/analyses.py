@@ -233,6 +233,13 @@ def cmd_robustness(args: argparse.Namespace) -> int:
             f"damped oscillation of the drug-free state: period {mode['period_days']:.3g} d, damping ratio "
             f"{mode['damping_ratio']:.2f} (overshoot {100 * mode['overshoot']:.0f} %); {mode['states']}"
         )
+    if modes.empty:
+        print("no oscillatory mode slower than 1e-3 /s at the drug-free state")
+    loop = R.homeostat_loop(args.species)
+    print(
+        f"homeostat loop: damping ratio {loop['damping_ratio']:.2f} (>= 1: no oscillation) at Narp weight "
+        f"{loop['narp_weight']:g}; the loop rings below {loop['critical_narp_weight']:.3f}"
+    )
     print(f"-> {out}/")
     return 0
 
