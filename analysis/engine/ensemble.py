@@ -28,6 +28,7 @@ Design
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import re
@@ -237,7 +238,12 @@ def _client(workers: int | None, scheduler: str | None):
                 f"cannot reach the Dask scheduler at {scheduler} within {CONNECT_TIMEOUT_S:g} s: {exc}"
             ) from None
     n = workers or os.cpu_count() or 1
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+    # Worker logs below CRITICAL are not printed: a failed set or a lost chunk is a failure row with its reason, and
+    # the one ERROR a normal run could print is a worker's heartbeat racing the shutdown (a CommClosedError
+    # traceback after the results are complete).
+    cluster = LocalCluster(
+        n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.CRITICAL
+    )
     return Client(cluster), cluster
 
 
