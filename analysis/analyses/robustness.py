@@ -32,8 +32,9 @@ from analysis.core.model import INPUTS, CascadeModel
 from analysis.core.simulate import time_grid
 from analysis.core.tables import parameter_bounds, read_parameters
 
-#: Parameters a continuation scan follows by default: the ones the model-v2 issue names as most sensitive.
-CONTINUATION_DEFAULT = ("mg_ext", "e_gaba", "v_rest_pyr", "g_ampa_pyr")
+#: Parameters a continuation scan follows by default: the ones the model-v2 issue names as most sensitive (Mg2+, the
+#: GABA reversal, the pyramidal rest and gains: AMPA and NMDA conductances and the steepness of the rate curve).
+CONTINUATION_DEFAULT = ("mg_ext", "e_gaba", "v_rest_pyr", "g_ampa_pyr", "g_nmda_pyr", "v_slope_pyr")
 COLUMNS = ["ok", "rate_pyr", "rate_int", "max_eigenvalue", "max_relative_rate", "reason"]
 #: Simulated time (s) after the dose in the dosed check: a week covers the surge, the synaptic response
 #: and its return.

@@ -105,12 +105,15 @@ INPUTS = frozenset(
 #: this; a restart resets the order to 1.  A plain run of the shipped state stays one uninterrupted run, so that it
 #: reproduces the README recipe in any libroadrunner exactly (pieces move it by up to 1e-5, relative).
 TIME_LIMIT_SEGMENTS = 8
-#: A time-limited run is cut into pieces of at most this many output intervals, so that its clock is checked at
-#: least that often.  A set whose circuit oscillates under the drug costs ~0.1 s of CPU per 30-s output interval:
-#: with 8 pieces of a 48-h readout grid (1261 times) the first piece alone ran 18 s past a 2-s limit.  Pieces of 40
-#: intervals cost the same as 8 pieces for the other sets (measured, 120 Sobol sets of the rat box) and agree with
-#: them to 2e-6 (relative).
+#: A time-limited run starts with a piece of this many output intervals; after it each piece is sized from the run's
+#: own speed so far to take about :data:`TIME_LIMIT_CHECK_SHARE` of the limit, so that its clock is checked that
+#: often.  A set whose circuit oscillates under the drug costs ~0.1 s of CPU per 30-s output interval: with 8 fixed
+#: pieces of a 48-h readout grid (1261 times) the first piece alone ran 18 s past a 2-s limit, hence small pieces
+#: for slow runs.  Fixed pieces of 40 intervals (32 restarts on that grid) made the ordinary sets ~30 % slower than 8
+#: pieces (median 24 vs 18 ms, 480 Sobol sets of the rat box); sized pieces keep the 8 segments for them.
 TIME_LIMIT_PIECE_INTERVALS = 40
+#: Share of the time limit one piece of a time-limited run may take, at the speed measured so far (see above).
+TIME_LIMIT_CHECK_SHARE = 0.05
 #: Parameters that may legitimately be negative (potentials, currents).
 SIGNED = ("e_", "v_", "i_")
 
@@ -438,24 +441,35 @@ class CascadeModel(ModelSpec):
         self, times: np.ndarray, selections: list[str], deadline: float | None, params: dict, pieces: bool = False
     ) -> np.ndarray:
         """One run over ``times`` from the current state: uninterrupted, or with ``pieces`` or a ``deadline`` in
-        :data:`TIME_LIMIT_SEGMENTS` pieces (CVODE restarts at each boundary, see there).  With a ``deadline`` the
-        pieces are also at most :data:`TIME_LIMIT_PIECE_INTERVALS` output intervals long, and the clock is checked
-        between them."""
+        :data:`TIME_LIMIT_SEGMENTS` segments (CVODE restarts at each boundary, see there).  With a ``deadline`` a
+        segment is further cut into pieces sized from the run's speed so far (:data:`TIME_LIMIT_PIECE_INTERVALS`,
+        :data:`TIME_LIMIT_CHECK_SHARE`), and the clock is checked between them."""
         if deadline is None and not pieces:
             return np.asarray(self.rr.simulate(times=times, selections=selections))
-        n_pieces = TIME_LIMIT_SEGMENTS
-        if deadline is not None:
-            n_pieces = max(n_pieces, -(-(len(times) - 1) // TIME_LIMIT_PIECE_INTERVALS))
-        edges = np.unique(np.linspace(0, len(times) - 1, n_pieces + 1).astype(int))
-        pieces = []
-        for k, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
-            self._check_deadline(deadline, params)
-            piece = np.asarray(self.rr.simulate(times=times[a : b + 1], selections=selections))
-            pieces.append(piece if k == 0 else piece[1:])
+        n = len(times) - 1
+        segments = np.unique(np.linspace(0, n, TIME_LIMIT_SEGMENTS + 1).astype(int))
+        start = time.perf_counter()
+        budget = None if deadline is None else max(deadline - start, 0.0)
+        out: list[np.ndarray] = []
+        a = 0
+        for end in segments[1:]:
+            while a < end:
+                b = end
+                if deadline is not None:
+                    self._check_deadline(deadline, params)
+                    if a == 0:
+                        size = TIME_LIMIT_PIECE_INTERVALS
+                    else:
+                        per_interval = max((time.perf_counter() - start) / a, 1e-12)  # s of wall time per interval
+                        size = max(1, int(TIME_LIMIT_CHECK_SHARE * budget / per_interval))
+                    b = min(end, a + size)
+                piece = np.asarray(self.rr.simulate(times=times[a : b + 1], selections=selections))
+                out.append(piece if not out else piece[1:])
+                a = b
         self._check_deadline(deadline, params)
-        self._end_state = {n: float(self.rr[n]) for n in steady_state.MAX_RATE if n in self._ids}
+        self._end_state = {name: float(self.rr[name]) for name in steady_state.MAX_RATE if name in self._ids}
         steady_state.clear_dose_event_quirk(self.rr)
-        return np.vstack(pieces)
+        return np.vstack(out)
 
     def _check_deadline(self, deadline: float | None, params: dict) -> None:
         if deadline is not None and time.perf_counter() > deadline:
