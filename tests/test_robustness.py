@@ -56,6 +56,29 @@ def test_continuation_follows_the_physiological_branch_until_it_ends():
     if lo is not None:  # past the end of the branch the circuit runs away
         assert (scan.loc[scan.index <= lo, "branch"] == "runaway").all()
     assert (scan.loc[scan["ok"], "rate_pyr"] <= 20).all()
+    # every state on the branch is stable: its leading eigenvalue is the persistent-spine mode (~ -8e-8 /s)
+    assert (scan.loc[scan["ok"], "leading_real"] < 0).all()
+
+
+def test_branch_kind_names_the_bifurcation_at_the_end_of_the_branch():
+    """The steepest pyramidal rate curves end the branch in the fast E-I loop: at the first step past the end the
+    state still exists, at the set-point rates, with a complex pair in the right half-plane (Hopf; a period of
+    about a second), or the circuit oscillates around it; far past it the state jumps to the runaway branch.
+    (Natural-parameter continuation needs steps fine enough to land between the two: at steps of 0.37 mV the first
+    step off the branch is already a runaway.)"""
+    scan = R.continuation("rat", "v_slope_pyr", n=41, span=(0.3, 4.0))
+    assert R.branch_kind(scan, "above") is None
+    kind = R.branch_kind(scan, "below")
+    end = R.branch_end(scan)[0]
+    assert 1.0 < end < 1.5
+    # which of the two the first step off the branch lands on depends on whether the relaxation there ends on the
+    # unstable state (Newton-polished) or keeps oscillating around it; both are the fast loop's Hopf
+    assert kind in ("Hopf", "oscillation")
+    if kind == "Hopf":
+        assert scan.loc[end, "leading_imag"] > 1.0  # rad/s: a period of seconds
+    assert scan.loc[scan.index.min(), "branch"] == "runaway"
+    with pytest.raises(ValueError):
+        R.branch_kind(scan, "left")
 
 
 def test_cli_robustness_writes_tables_and_figures(tmp_path):

@@ -164,8 +164,9 @@ def continuation(
     ``span`` defaults to the plausible range widened by half its width on each side (so a branch that
     ends just outside the range is seen).  Each step starts from the previous steady state and integrates
     drug-free for :data:`analysis.core.steady_state.EQUILIBRATION_TIME`; a jump of the rates is where the branch
-    ends.  Returns a DataFrame indexed by the parameter value with the check columns and ``branch``
-    ('low' on the physiological branch, 'runaway' otherwise), sorted by value.
+    ends.  Returns a DataFrame indexed by the parameter value with the check columns, the leading eigenvalue of
+    each state (``leading_real``, ``leading_imag``, 1/s; :func:`branch_kind` reads the bifurcation from them) and
+    ``branch`` ('low' on the physiological branch, 'runaway' otherwise), sorted by value.
     """
     m = as_model(model)
     b = parameter_bounds(m.species, [parameter]).loc[parameter]
@@ -183,13 +184,51 @@ def continuation(
         m.apply({"t_dose": 1e30})  # from the shipped state, dose disarmed
         for x in np.linspace(x0, target, max(2, n // 2 + 1)):
             m.rr[parameter] = float(x)
-            rows[float(x)] = _row(steady_state.equilibrate(m.rr, space))
+            row = _row(steady_state.equilibrate(m.rr, space))
+            row["leading_real"], row["leading_imag"] = _leading_eigenvalue(m)
+            rows[float(x)] = row
     m.rr[parameter] = x0
     m.apply({})
     df = pd.DataFrame.from_dict(rows, orient="index").sort_index().rename_axis(parameter)
     df["branch"] = np.where(df["rate_pyr"] <= steady_state.MAX_RATE["rate_pyr"], "low", "runaway")
     df.attrs.update(lower=float(b["lower"]), upper=float(b["upper"]), value=x0)
     return df
+
+
+def _leading_eigenvalue(m: CascadeModel) -> tuple[float, float]:
+    """Real part and |imaginary part| (1/s) of the eigenvalue with the largest real part of the current state's
+    Jacobian on the invariant subspace (NaN if the state is not finite)."""
+    q = m.space.basis
+    try:
+        jac = steady_state.jacobian(m.rr, m.space)[0]
+        values = np.linalg.eigvals(q.T @ jac @ q)
+    except (np.linalg.LinAlgError, ValueError, RuntimeError):
+        return float("nan"), float("nan")
+    if not np.all(np.isfinite(values)):
+        return float("nan"), float("nan")
+    lead = values[int(np.argmax(values.real))]
+    return float(lead.real), float(abs(lead.imag))
+
+
+def branch_kind(scan: pd.DataFrame, side: str) -> str | None:
+    """How the physiological branch of a :func:`continuation` scan ends on ``side`` ('below' or 'above' the table
+    value), read at the first step off the branch: ``'fold'`` (saddle-node: the low-activity state disappears and
+    the step lands on the runaway branch), ``'Hopf'`` (the state still exists, but a complex pair of eigenvalues
+    has crossed into the right half-plane), ``'real instability'`` (a real eigenvalue crossed), ``'oscillation'``
+    (no steady state is reached because the circuit oscillates: the limit cycle past a Hopf), ``'no state'``
+    (otherwise, e.g. the solver broke down), or None if the branch spans the scan on that side."""
+    if side not in ("below", "above"):
+        raise ValueError(f"side must be 'below' or 'above', got {side!r}")
+    lo, hi = branch_end(scan)
+    end = lo if side == "below" else hi
+    if end is None:
+        return None
+    row = scan.loc[end]
+    if row["branch"] == "runaway":
+        return "fold"
+    if "not at a steady state" not in row["reason"] and np.isfinite(row["leading_real"]) and row["leading_real"] > 0:
+        return "Hopf" if row["leading_imag"] > ROUND_OFF_IMAG * abs(row["leading_real"]) else "real instability"
+    return "oscillation" if "oscillating" in row["reason"] else "no state"
 
 
 def branch_end(scan: pd.DataFrame) -> tuple[float | None, float | None]:
@@ -338,6 +377,6 @@ def homeostat_loop(model: CascadeModel | str = "rat", parameters: dict[str, floa
 
 
 __all__ = [
-    "branch_end", "continuation", "dosed_check", "homeostat_loop", "joint_box", "oscillatory_modes", "range_ends",
-    "sample_box", "survey_parameters",
+    "branch_end", "branch_kind", "continuation", "dosed_check", "homeostat_loop", "joint_box", "oscillatory_modes",
+    "range_ends", "sample_box", "survey_parameters",
 ]  # fmt: skip

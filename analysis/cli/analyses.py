@@ -224,7 +224,8 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         )
     for p, scan in scans.items():
         lo, hi = R.branch_end(scan)
-        print(f"continuation {p}: physiological branch ends at {lo} (below) / {hi} (above); "
+        kinds = [R.branch_kind(scan, side) or "-" for side in ("below", "above")]
+        print(f"continuation {p}: physiological branch ends at {lo} (below, {kinds[0]}) / {hi} (above, {kinds[1]}); "
               f"range {scan.attrs['lower']:g} to {scan.attrs['upper']:g}")  # fmt: skip
     modes = R.oscillatory_modes(args.species)
     write_csv(modes, out / "oscillatory_modes.csv")
