@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from analysis.calibration import petab_problem as P
-from analysis.calibration.fit import calibrate, pypesto_problem, simulate_rows
+from analysis.calibration.fit import calibrate, likelihood_objective, pypesto_problem, simulate_rows
 from analysis.core.paths import SPECIES
 from analysis.core.tables import read_parameters
 
@@ -34,7 +34,7 @@ def test_nominal_parameters_reproduce_the_shipped_sbml_simulation(species, use):
 
     problem, petab_problem = pypesto_problem(species, holdout=use == "holdout")
     x = np.asarray(petab_problem.x_nominal_free_scaled, dtype=float)
-    sim = problem.objective(x, return_dict=True)
+    sim = likelihood_objective(problem)(x, return_dict=True)
     table = simulation_to_measurement_df(sim["simulation_results"], petab_problem.measurement_df)
     rows = {r["id"]: r for r in P.read_data() if r["species"] == species and r["use"] == use}
     assert len(table) == len(rows) > 0
@@ -51,8 +51,11 @@ def test_tiny_fit_end_to_end(tmp_path):
     for name in estimated:
         assert table[name].lower <= summary["estimated"][name] <= table[name].upper
     fits = pd.read_csv(tmp_path / "fits.csv").set_index("id")
-    # the PK datum (0.78 uM at 40 min) has its own parameter and is matched to within the optimiser's tolerance
-    assert abs(fits.loc["pk_human_plasma_40min", "rel_error"]) < 1e-3
+    # the PK datum (0.78 uM at 40 min) alone would put the central volume at ~1.51 L/kg; the measured value's prior
+    # (1.75 L/kg, range 1.0-2.5 as its 95 % interval) pulls the estimate between the two, so the datum is matched
+    # closely but not exactly
+    assert 1.5 < summary["estimated"]["v1_per_kg"] < table["v1_per_kg"].value
+    assert 1e-3 < abs(fits.loc["pk_human_plasma_40min", "rel_error"]) < 0.1
     # three clinical points, two link parameters: close, not exact
     clinical = fits[fits["observable"] == "-madrs_change"]
     assert (clinical["use"] == "fit").sum() == 3 and (clinical["use"] == "holdout").sum() == 4

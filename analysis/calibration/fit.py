@@ -99,6 +99,17 @@ def pypesto_problem(species: str, holdout: bool = False):
     return problem, petab_problem
 
 
+def likelihood_objective(problem):
+    """The libroadrunner likelihood part of a :func:`pypesto_problem`'s objective (its simulations are in
+    ``objective(x, return_dict=True)['simulation_results']``).  With priors (measured parameters, PEtab
+    ``objectivePriorType``) the problem's objective is the sum of this and the negative log-prior."""
+    parts = getattr(problem.objective, "_objectives", None) or [problem.objective]
+    for part in parts:
+        if type(part).__name__ == "RoadRunnerObjective":
+            return part
+    raise TypeError(f"no libroadrunner objective in {type(problem.objective).__name__}")
+
+
 def _ids(expressions: list[str]) -> list[str]:
     """The SBML ids an observable expression (or several) uses, sorted."""
     return sorted({i for e in expressions for i in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", e)})
@@ -367,7 +378,8 @@ def _write_report(out: Path, summary, fits, ident, fvals, profiles, bands=None, 
         f"`models/petab/{summary['species']}/`.",
         "",
         f"- starts: {summary['n_starts']}, converged (within {CONVERGED_WITHIN} of the best): "
-        f"{summary['n_converged']}, best negative log-likelihood: {summary['best_objective']}",
+        f"{summary['n_converged']}, best objective (negative log-likelihood plus the negative log-prior of the "
+        f"measured parameters): {summary['best_objective']}",
         f"- median |relative error|: fitted data {summary['calibration_median_abs_rel_error']}, held-out data "
         f"{summary['holdout_median_abs_rel_error']}",
         "",
@@ -396,4 +408,11 @@ def _write_report(out: Path, summary, fits, ident, fvals, profiles, bands=None, 
     write_text_atomic(out / "report.md", "\n".join(lines))
 
 
-__all__ = ["PROFILE_THRESHOLD", "calibrate", "prediction_bands", "pypesto_problem", "simulate_rows"]
+__all__ = [
+    "PROFILE_THRESHOLD",
+    "calibrate",
+    "likelihood_objective",
+    "prediction_bands",
+    "pypesto_problem",
+    "simulate_rows",
+]

@@ -6,7 +6,8 @@ Inputs (``models/``):
   observable (an SBML id or an expression of SBML ids), time (s), value, unit, the noise (``sigma_log``: SD of a
   log-normal error), ``use`` (``fit`` or ``holdout``), ``evidence`` (``reported``/``recalled``), how the number
   was ``obtained`` (text, table, figure, or a stated derivation) and the citation.
-* ``parameters.tsv``: bounds and nominal values of the estimated parameters (:data:`ESTIMATED`).
+* ``parameters.tsv``: bounds and nominal values of the estimated parameters (:data:`ESTIMATED`), and a prior for
+  each measured one (:func:`prior`: its value and plausible range).
 
 Outputs (``models/petab/<species>/``, committed, rewritten by ``make build``): ``problem.yaml`` (pointing at the
 shipped SBML in ``sbml/``), ``conditions.tsv``, ``observables.tsv``, ``measurements.tsv`` (the ``fit`` rows),
@@ -30,7 +31,7 @@ from analysis.core.drugs import with_drug
 from analysis.core.io import write_text_atomic
 from analysis.core.paths import MODELS, SPECIES, sbml_path
 from analysis.core.simulate import DEFAULT_SCENARIOS
-from analysis.core.tables import TableError, parse_assignments, read_parameters, read_tsv
+from analysis.core.tables import Parameter, TableError, parse_assignments, read_parameters, read_tsv
 
 DATA = MODELS / "calibration_data.tsv"
 PETAB_DIR = MODELS / "petab"
@@ -123,6 +124,24 @@ def observable_id(expression: str) -> str:
     return "obs_" + "_".join(re.findall(r"[A-Za-z0-9_]+", text))
 
 
+#: Evidence whose value is a measurement with a sourced plausible range: its estimate gets a prior.
+PRIOR_EVIDENCE = ("measured",)
+#: z of the two-sided 95 % interval: a measured parameter's plausible range is read as its 95 % interval.
+Z95 = 1.959964
+
+
+def prior(p: Parameter) -> tuple[str, str]:
+    """PEtab prior columns (``objectivePriorType``, ``objectivePriorParameters``) of an estimated parameter.
+
+    A measured parameter gets a normal prior on its log10 scale, centred on its table value, whose 95 % interval
+    spans the table's plausible range (sd = log10(upper / lower) / (2 x 1.96)): the source's value and range, not a
+    number chosen for the fit.  Other evidence (assumed, derived, fitted) gets no prior (empty cells)."""
+    if p.evidence not in PRIOR_EVIDENCE or not 0 < p.lower < p.value < p.upper:
+        return "", ""
+    sd = math.log10(p.upper / p.lower) / (2 * Z95)
+    return "parameterScaleNormal", f"{math.log10(p.value):.6g};{sd:.6g}"
+
+
 def _tsv(header: list[str], rows: list[list[object]]) -> str:
     lines = ["\t".join(header)] + ["\t".join(str(x) for x in row) for row in rows]
     return "\n".join(lines) + "\n"
@@ -152,9 +171,10 @@ def problem_tables(species: str, data: list[dict[str, str]] | None = None) -> di
     cond_rows = [[cid] + [c.get(k, params[k].value) for k in columns] for cid, c in sorted(conditions.items())]
     est = ESTIMATED[species]
     par_rows = [
-        [p, "log10", params[p].lower, params[p].upper, params[p].value, 1, params[p].unit, params[p].evidence]
+        [p, "log10", params[p].lower, params[p].upper, params[p].value, 1, *prior(params[p]), params[p].unit,
+         params[p].evidence]
         for p in est
-    ]
+    ]  # fmt: skip
     sbml_rel = os.path.relpath(sbml_path(species), PETAB_DIR / species).replace(os.sep, "/")
     yaml = (
         "format_version: 1\n"
@@ -183,6 +203,8 @@ def problem_tables(species: str, data: list[dict[str, str]] | None = None) -> di
                 "upperBound",
                 "nominalValue",
                 "estimate",
+                "objectivePriorType",
+                "objectivePriorParameters",
                 "unit",
                 "evidence",
             ],
