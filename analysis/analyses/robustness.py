@@ -242,6 +242,20 @@ def branch_end(scan: pd.DataFrame) -> tuple[float | None, float | None]:
     return (float(below.max()) if len(below) else None, float(above.min()) if len(above) else None)
 
 
+def _at_drug_free_state(model: CascadeModel | str, parameters: dict[str, float] | None) -> CascadeModel:
+    """The model, moved to the drug-free steady state of ``parameters`` (the shipped state, dose disarmed, if
+    none); raises :class:`SimulationError` (model back at its shipped parameters) if that set has none."""
+    m = as_model(model)
+    if parameters:
+        check = m.drug_free_state(parameters)
+        if not check.ok:
+            m.apply({})
+            raise SimulationError(f"no drug-free state to analyse: {check.reason}")
+    else:
+        m.apply({"t_dose": 1e30})
+    return m
+
+
 #: Relative size of an eigenvalue's imaginary part below which it is round-off, not an oscillation.
 ROUND_OFF_IMAG = 1e-6
 
@@ -262,14 +276,7 @@ def oscillatory_modes(
     the model is left at its shipped parameters.  This is how a ringing loop is found and designed out
     (model-v2 issue, item 3).
     """
-    m = as_model(model)
-    if parameters:
-        check = m.drug_free_state(parameters)
-        if not check.ok:
-            m.apply({})
-            raise SimulationError(f"no drug-free state to analyse: {check.reason}")
-    else:
-        m.apply({"t_dose": 1e30})
+    m = _at_drug_free_state(model, parameters)
     # modal analysis on the drug-free states (the drug states are 0 and decouple): right and left eigenvectors,
     # participation factor of state i in mode k = |w_ik v_ik| / sum_i |w_ik v_ik| (Perez-Arriaga et al. 1982)
     free = m.space.free if m.space.free.size else np.arange(len(m.space.ids))
@@ -344,14 +351,7 @@ def homeostat_loop(model: CascadeModel | str = "rat", parameters: dict[str, floa
     damping ratio of 1; NaN if there is none) and ``matrix``.  ``parameters`` first move the model to that set's
     drug-free state; the model is left at its shipped parameters.
     """
-    m = as_model(model)
-    if parameters:
-        check = m.drug_free_state(parameters)
-        if not check.ok:
-            m.apply({})
-            raise SimulationError(f"no drug-free state to analyse: {check.reason}")
-    else:
-        m.apply({"t_dose": 1e30})
+    m = _at_drug_free_state(model, parameters)
     c0 = float(m.rr[NARP_WEIGHT])
     try:
         a0 = _homeostat_matrix(m)
