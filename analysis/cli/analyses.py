@@ -250,7 +250,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "sensitivity",
         help="local or global (Morris, Sobol) sensitivity analysis; defaults on 2 cores (model v2): local ~20 s; "
-        "morris over every table parameter ~2 min (1080 runs, ~9 runs/s); sobol --samples 256 over every "
+        "morris over every table parameter ~2.5 min (1190 runs; most trajectories of the whole box contain a failed "
+        "set: screen with --parameters); sobol --samples 256 over every "
         "parameter (30,720 runs) ~19 min: pass --parameters to screen fewer, or --scheduler",
     )
     p.add_argument("--species", choices=SPECIES, default="rat")
