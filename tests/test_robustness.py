@@ -57,7 +57,7 @@ def test_continuation_follows_the_physiological_branch_until_it_ends():
         assert (scan.loc[scan.index <= lo, "branch"] == "runaway").all()
     assert (scan.loc[scan["ok"], "rate_pyr"] <= 20).all()
     # every state on the branch is stable: its leading eigenvalue is the persistent-spine mode (~ -8e-8 /s)
-    assert (scan.loc[scan["ok"], "leading_real"] < 0).all()
+    assert (scan.loc[scan["ok"], "max_eigenvalue"] < 0).all()
 
 
 def test_branch_kind_names_the_bifurcation_at_the_end_of_the_branch():

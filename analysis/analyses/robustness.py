@@ -164,9 +164,10 @@ def continuation(
     ``span`` defaults to the plausible range widened by half its width on each side (so a branch that
     ends just outside the range is seen).  Each step starts from the previous steady state and integrates
     drug-free for :data:`analysis.core.steady_state.EQUILIBRATION_TIME`; a jump of the rates is where the branch
-    ends.  Returns a DataFrame indexed by the parameter value with the check columns, the leading eigenvalue of
-    each state (``leading_real``, ``leading_imag``, 1/s; :func:`branch_kind` reads the bifurcation from them) and
-    ``branch`` ('low' on the physiological branch, 'runaway' otherwise), sorted by value.
+    ends.  Returns a DataFrame indexed by the parameter value with the check columns (``max_eigenvalue`` is the
+    real part of the leading eigenvalue), ``leading_imag`` (its |imaginary part|, 1/s; :func:`branch_kind` reads
+    the bifurcation from the two) and ``branch`` ('low' on the physiological branch, 'runaway' otherwise), sorted
+    by value.
     """
     m = as_model(model)
     b = parameter_bounds(m.species, [parameter]).loc[parameter]
@@ -184,30 +185,14 @@ def continuation(
         m.apply({"t_dose": 1e30})  # from the shipped state, dose disarmed
         for x in np.linspace(x0, target, max(2, n // 2 + 1)):
             m.rr[parameter] = float(x)
-            row = _row(steady_state.equilibrate(m.rr, space))
-            row["leading_real"], row["leading_imag"] = _leading_eigenvalue(m)
-            rows[float(x)] = row
+            check = steady_state.equilibrate(m.rr, space)
+            rows[float(x)] = {**_row(check), "leading_imag": check.leading_imag}
     m.rr[parameter] = x0
     m.apply({})
     df = pd.DataFrame.from_dict(rows, orient="index").sort_index().rename_axis(parameter)
     df["branch"] = np.where(df["rate_pyr"] <= steady_state.MAX_RATE["rate_pyr"], "low", "runaway")
     df.attrs.update(lower=float(b["lower"]), upper=float(b["upper"]), value=x0)
     return df
-
-
-def _leading_eigenvalue(m: CascadeModel) -> tuple[float, float]:
-    """Real part and |imaginary part| (1/s) of the eigenvalue with the largest real part of the current state's
-    Jacobian on the invariant subspace (NaN if the state is not finite)."""
-    q = m.space.basis
-    try:
-        jac = steady_state.jacobian(m.rr, m.space)[0]
-        values = np.linalg.eigvals(q.T @ jac @ q)
-    except (np.linalg.LinAlgError, ValueError, RuntimeError):
-        return float("nan"), float("nan")
-    if not np.all(np.isfinite(values)):
-        return float("nan"), float("nan")
-    lead = values[int(np.argmax(values.real))]
-    return float(lead.real), float(abs(lead.imag))
 
 
 def branch_kind(scan: pd.DataFrame, side: str) -> str | None:
@@ -226,8 +211,9 @@ def branch_kind(scan: pd.DataFrame, side: str) -> str | None:
     row = scan.loc[end]
     if row["branch"] == "runaway":
         return "fold"
-    if "not at a steady state" not in row["reason"] and np.isfinite(row["leading_real"]) and row["leading_real"] > 0:
-        return "Hopf" if row["leading_imag"] > ROUND_OFF_IMAG * abs(row["leading_real"]) else "real instability"
+    lead = row["max_eigenvalue"]
+    if "not at a steady state" not in row["reason"] and np.isfinite(lead) and lead > 0:
+        return "Hopf" if row["leading_imag"] > ROUND_OFF_IMAG * abs(lead) else "real instability"
     return "oscillation" if "oscillating" in row["reason"] else "no state"
 
 

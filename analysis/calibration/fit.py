@@ -103,9 +103,12 @@ def likelihood_objective(problem):
     """The libroadrunner likelihood part of a :func:`pypesto_problem`'s objective (its simulations are in
     ``objective(x, return_dict=True)['simulation_results']``).  With priors (measured parameters, PEtab
     ``objectivePriorType``) the problem's objective is the sum of this and the negative log-prior."""
+    from pypesto.objective.roadrunner import RoadRunnerObjective
+
+    # pyPESTO's AggregatedObjective keeps its parts in _objectives (no public accessor in this version)
     parts = getattr(problem.objective, "_objectives", None) or [problem.objective]
     for part in parts:
-        if type(part).__name__ == "RoadRunnerObjective":
+        if isinstance(part, RoadRunnerObjective):
             return part
     raise TypeError(f"no libroadrunner objective in {type(problem.objective).__name__}")
 

@@ -96,6 +96,9 @@ class StateCheck:
     worst_state: str
     newton_step: float
     max_eigenvalue: float
+    #: |imaginary part| (1/s) of the eigenvalue with the largest real part (> 0 with a positive max_eigenvalue: a
+    #: complex pair has crossed, a Hopf); NaN where no state was checked
+    leading_imag: float = float("nan")
 
 
 @dataclass
@@ -402,7 +405,8 @@ def check_state(rr, space: StateSpace) -> StateCheck:
     q = space.basis
     reduced = q.T @ jac @ q
     eig = np.linalg.eigvals(reduced) if reduced.size else np.array([-np.inf])
-    max_eig = float(np.max(eig.real))
+    lead = eig[int(np.argmax(eig.real))]
+    max_eig = float(lead.real)
     try:
         step = q @ np.linalg.solve(reduced, q.T @ f)
         newton = float(np.max(np.abs(step) / scale))
@@ -435,6 +439,7 @@ def check_state(rr, space: StateSpace) -> StateCheck:
         worst_state=space.ids[worst],
         newton_step=newton,
         max_eigenvalue=max_eig,
+        leading_imag=float(abs(lead.imag)),
     )
 
 
