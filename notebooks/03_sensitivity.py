@@ -41,14 +41,14 @@ rs.round(3)
 # ## Morris screen over the plausible bounds (global, through the ensemble engine)
 #
 # Positive parameters whose bounds span a decade or more are sampled log-uniformly (`res.bounds['scale']`).
-# mu* is in the readout's unit per normalised step of the range; failed parameter sets would drop their
-# trajectory (`res.failures`, `res.dropped`).
+# mu* is in the readout's unit per normalised step of the range; a failed parameter set would remove the
+# elementary effects of the steps it ends (`res.failures`, `res.dropped`, `n_used` per parameter).
 
 # %%
 res = G.morris_analysis(
     "rat", GLOBAL_PARAMS, ["glutamate_peak", "spine_gain_24h"], r=6, seed=1, workers=0, progress=False
 )
-print(f"{res.settings['runs']} runs, {len(res.failures)} failed, dropped trajectories: {res.dropped}")
+print(f"{res.settings['runs']} runs, {len(res.failures)} failed, elementary effects lost: {res.dropped}")
 res.indices.loc["spine_gain_24h"].sort_values("mu_star", ascending=False).round(4)
 
 # %%

@@ -80,6 +80,38 @@ def test_morris_linear_model_known_answer():
     np.testing.assert_allclose(si["sigma"].values, 0.0, atol=1e-9)
 
 
+def test_morris_matches_salib_and_keeps_steps_around_a_failure():
+    """Complete outputs: the per-step statistics are SALib's (same estimators and bootstrap stream).  A failed run
+    removes only the steps it ends; a parameter left with one effect gets NaN, none left raises."""
+    from SALib.analyze import morris
+
+    prob = {"num_vars": 4, "names": list("abcd"), "bounds": [[0, 1], [0, 2], [-1, 1], [1, 3]]}
+    X = G.morris_sample(prob, 12, levels=4, seed=3)
+    Y = np.sin(X[:, 0]) * X[:, 1] ** 2 + X[:, 2] * X[:, 3]
+    ref = morris.analyze(prob, X, Y, num_resamples=100, conf_level=0.95, num_levels=4, seed=0)
+    si = G.morris_indices(prob, X, Y, levels=4)
+    for c in ("mu", "mu_star", "sigma", "mu_star_conf"):
+        np.testing.assert_allclose(si[c].values, np.asarray(ref[c]), rtol=1e-12, atol=1e-12)
+    assert (si["n_used"] == 12).all()
+    # one failed run per trajectory (the first): only the first step of each trajectory is lost
+    Yf = Y.copy()
+    Yf[::5] = np.nan
+    which, _ = G.morris_effects(X, Yf, 4)
+    assert len(which) == 12 * 3
+    si = G.morris_indices(prob, X, Yf, levels=4)
+    assert si["n_used"].sum() == 36 and np.isfinite(si["mu_star"]).all()
+    # the linear case keeps its exact answer with holes
+    a = np.array([1.0, -2.0, 4.0, 0.5])
+    width = np.array([1.0, 2.0, 2.0, 2.0])
+    Yl = X @ a
+    Yl[3::7] = np.nan
+    si = G.morris_indices(prob, X, Yl, levels=4)
+    np.testing.assert_allclose(si["mu"].values, a * width, rtol=1e-9)
+    # every run failed but one per trajectory: no effect left anywhere
+    with pytest.raises(G.GlobalSensitivityError, match="elementary effects"):
+        G.morris_indices(prob, X, np.where(np.arange(len(Y)) % 2 == 0, np.nan, Y))
+
+
 def test_log_sampling_and_physical_values():
     problem, table = G.build_problem("rat", ["kd_glycine", "vmax_eaat"])
     assert list(table["scale"]) == ["log10", "linear"]  # 0.1..3 uM spans > 10x; 100..400 does not
@@ -100,9 +132,9 @@ def test_sobol_real_model_small():
     assert res.outputs.notna().all().all()
 
 
-def test_morris_real_model_drops_failed_trajectories():
-    """A failing set removes its trajectory (no imputation); Sobol drops the base row it belongs to for the one
-    parameter whose index needs that run."""
+def test_morris_real_model_drops_failed_steps():
+    """A failing set removes the two elementary effects it ends, not its trajectory (no imputation); Sobol drops
+    the base row it belongs to for the one parameter whose index needs that run."""
     calls = {}
 
     def fake(samples: pd.DataFrame) -> pd.DataFrame:
@@ -112,7 +144,9 @@ def test_morris_real_model_drops_failed_trajectories():
         return pd.DataFrame({"glutamate_peak": y}, index=samples.index)
 
     res = G.morris_analysis("rat", ["vmax_eaat", "k_glu_release"], ["glutamate_peak"], r=4, evaluate=fake)
-    assert calls["n"] == 12 and res.dropped == {"glutamate_peak": 1}
+    assert calls["n"] == 12 and res.dropped == {"glutamate_peak": 2}
+    # the middle run of trajectory 0 ends one step of each parameter: 3 of 4 effects left for each
+    assert list(res.indices["n_used"]) == [3, 3]
     # y is linear, so each elementary effect (per unit of the scaled parameter) is slope x range width
     b = G.parameter_bounds("rat", ["vmax_eaat", "k_glu_release"])
     width = (b["upper"] - b["lower"]).values
@@ -158,7 +192,7 @@ def test_cli_morris_writes_tables_and_figures(tmp_path):
     for name in ("morris_indices.csv", "morris_convergence.csv", "morris_samples.csv", "morris_bounds.csv"):
         assert (tmp_path / name).stat().st_size > 0
     ind = pd.read_csv(tmp_path / "morris_indices.csv", index_col=[0, 1])
-    assert ind.shape == (3, 4) and np.isfinite(ind.values).all()
+    assert ind.shape == (3, 5) and np.isfinite(ind.values).all()
     _image_has_content(tmp_path / "morris_glutamate_peak.png")
     assert (tmp_path / "morris_glutamate_peak.svg").read_text().count("<path") > 5
 

@@ -27,10 +27,12 @@ Design choices
   (pairwise deletion, column ``n_used``).  This assumes the failures are unrelated to the output, which a
   failure that sits in one corner of the box is not: the indices then describe the box without that corner,
   and ``result.failures`` says how many runs it lost.  Fewer than :data:`SOBOL_MIN_N` complete rows for a
-  parameter raises :class:`GlobalSensitivityError`.  *Morris*: every trajectory
-  that contains a failed set (or a NaN readout) is dropped for that readout; the analysis goes on if at
-  least :data:`MORRIS_MIN_TRAJECTORIES` trajectories remain (otherwise it raises).  Counts are in
-  ``result.failures`` and ``result.dropped``.
+  parameter raises :class:`GlobalSensitivityError`.  *Morris*: the same pairwise deletion one level down.
+  An elementary effect needs the two runs of its step; a failed set (or a NaN readout) removes the one or
+  two steps it ends, and every other step of its trajectory still counts (``indices['n_used']`` effects per
+  parameter, ``result.dropped`` effects lost per readout).  Dropping whole trajectories instead wastes most
+  of the design where failures cluster at range ends (the default whole-box design kept 1 trajectory of 10).
+  The same caveat holds: effects next to a failing corner are missing, not imputed.
 * **Sobol**: first (S1) and total (ST) order only (``calc_second_order=False``: N (D + 2) runs for D
   parameters and N base samples); N must be a power of two >= :data:`SOBOL_MIN_N`.  Confidence intervals
   are SALib's bootstrap intervals (``conf_level``, ``n_resamples``).
@@ -92,6 +94,7 @@ __all__ = [
     "evaluate_readouts",
     "morris_analysis",
     "morris_convergence",
+    "morris_effects",
     "morris_indices",
     "morris_sample",
     "sobol_analysis",
@@ -115,7 +118,7 @@ class GlobalSensitivityResult:
     ``convergence``: long table (readout, parameter, n, index, value, conf); ``n`` is the number of
     base samples (Sobol) or trajectories (Morris).  ``samples``: the parameter sets in model units;
     ``outputs``: the readouts per sample (NaN for failed sets); ``failures``: from the ensemble engine;
-    ``dropped``: Morris trajectories dropped per readout.
+    ``dropped``: Morris elementary effects lost to failed runs, per readout (of r D).
     """
 
     method: str
@@ -427,6 +430,30 @@ def sobol_convergence(
     return pd.DataFrame(rows, columns=["parameter", "n", "index", "value", "conf"])
 
 
+def morris_effects(X: np.ndarray, Y: np.ndarray, d: int, levels: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Elementary effects of every step of every trajectory whose two ends both have a finite output.
+
+    ``X`` (sampling space) holds trajectories of ``d + 1`` rows; each step changes one coordinate by
+    ``+-delta`` of its range, ``delta = levels / (2 (levels - 1))``.  The effect of the step is
+    ``(y(higher x) - y(lower x)) / delta`` (SALib's definition, the readout's unit per normalised step).
+    Returns ``(parameter index, effect)`` arrays, one entry per usable step: a failed run (NaN output) removes
+    only the (at most two) steps it ends, not its whole trajectory.
+    """
+    X = np.asarray(X, dtype=float)
+    Y = np.asarray(Y, dtype=float).ravel()
+    if len(Y) != len(X) or len(X) % (d + 1):
+        raise GlobalSensitivityError(f"X ({len(X)} rows) and Y ({len(Y)}) do not form trajectories of D + 1 = {d + 1}")
+    delta = levels / (2.0 * (levels - 1))
+    r = len(X) // (d + 1)
+    Xt, Yt = X.reshape(r, d + 1, -1), Y.reshape(r, d + 1)
+    dx = np.diff(Xt, axis=1)  # (r, d, D): one nonzero coordinate per step
+    which = np.argmax(np.abs(dx), axis=2)  # (r, d)
+    sign = np.sign(np.take_along_axis(dx, which[..., None], axis=2)[..., 0])
+    dy = np.diff(Yt, axis=1)
+    ok = np.isfinite(dy) & (sign != 0)
+    return which[ok], (sign * dy)[ok] / delta
+
+
 def morris_indices(
     problem: dict,
     X: np.ndarray,
@@ -436,29 +463,43 @@ def morris_indices(
     n_resamples: int = 100,
     seed: int | None = 0,
 ) -> pd.DataFrame:
-    """Morris statistics from trajectories ``X`` (sampling space) and outputs ``Y``.
+    """Morris statistics from trajectories ``X`` (sampling space) and outputs ``Y`` (NaN = failed run).
 
     Returns a DataFrame indexed by parameter with ``mu``, ``mu_star``, ``mu_star_conf`` (half-width of the
-    bootstrap ``conf_level`` interval), ``sigma`` (output unit per normalised step).
+    bootstrap ``conf_level`` interval), ``sigma`` (output unit per normalised step) and ``n_used`` (elementary
+    effects the statistics rest on).  Each parameter uses the steps whose two runs both succeeded
+    (:func:`morris_effects`); with complete outputs the numbers are SALib's (same estimators, same bootstrap
+    stream).  A parameter with fewer than :data:`MORRIS_MIN_TRAJECTORIES` effects gets NaN statistics; if no
+    parameter has enough, :class:`GlobalSensitivityError` is raised.
     """
-    from SALib.analyze import morris
+    from scipy.stats import norm
 
-    X = np.asarray(X, dtype=float)
-    Y = np.asarray(Y, dtype=float).ravel()
     d = problem["num_vars"]
-    if len(Y) != len(X) or len(X) % (d + 1):
-        raise GlobalSensitivityError(f"X ({len(X)} rows) and Y ({len(Y)}) do not form trajectories of D + 1 = {d + 1}")
-    _check_morris(len(X) // (d + 1), levels)
-    if not np.all(np.isfinite(Y)):
-        raise GlobalSensitivityError("non-finite outputs: drop the trajectories that contain them first")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        si = morris.analyze(
-            problem, X, Y, num_resamples=n_resamples, conf_level=conf_level, num_levels=levels, seed=seed
-        )
-    cols = ["mu", "mu_star", "mu_star_conf", "sigma"]
-    return pd.DataFrame(
-        {c: np.asarray(si[c], dtype=float) for c in cols}, index=pd.Index(problem["names"], name="parameter")
+    which, ee = morris_effects(X, Y, d, levels)
+    _check_morris(len(np.asarray(X)) // (d + 1), levels)
+    if not 0 < conf_level < 1:
+        raise GlobalSensitivityError(f"conf_level must lie in (0, 1), got {conf_level}")
+    rng = np.random.default_rng(seed)
+    z = norm.ppf(0.5 + conf_level / 2)
+    rows = []
+    for j in range(d):
+        e = ee[which == j]
+        if len(e) < MORRIS_MIN_TRAJECTORIES:
+            rows.append((np.nan, np.nan, np.nan, np.nan, len(e)))
+            continue
+        boot = np.abs(e[rng.integers(len(e), size=(n_resamples, len(e)))]).mean(axis=1)
+        rows.append((e.mean(), np.abs(e).mean(), z * boot.std(ddof=1), e.std(ddof=1), len(e)))
+    out = pd.DataFrame(
+        rows,
+        columns=["mu", "mu_star", "mu_star_conf", "sigma", "n_used"],
+        index=pd.Index(problem["names"], name="parameter"),
     )
+    if not (out["n_used"] >= MORRIS_MIN_TRAJECTORIES).any():
+        raise GlobalSensitivityError(
+            f"no parameter has {MORRIS_MIN_TRAJECTORIES} elementary effects whose two runs both succeeded "
+            f"(most: {int(out['n_used'].max())})"
+        )
+    return out
 
 
 def morris_convergence(
@@ -472,7 +513,8 @@ def morris_convergence(
     seed: int | None = 0,
 ) -> pd.DataFrame:
     """Morris statistics on the first ``r`` trajectories for ``rs`` (default: 2, 4, 8, ... and the full r).
-    Long table: parameter, n (trajectories), index ('mu_star'/'sigma'), value, conf."""
+    Long table: parameter, n (trajectories), index ('mu_star'/'sigma'), value, conf.  Failed runs (NaN in
+    ``Y``) are handled as in :func:`morris_indices`; an ``r`` where no parameter has two effects is left out."""
     d = problem["num_vars"]
     r_full = len(X) // (d + 1)
     if rs is None:
@@ -481,7 +523,10 @@ def morris_convergence(
     rows = []
     for r in rs:
         k = r * (d + 1)
-        si = morris_indices(problem, X[:k], Y[:k], levels, conf_level, n_resamples, seed)
+        try:
+            si = morris_indices(problem, X[:k], Y[:k], levels, conf_level, n_resamples, seed)
+        except GlobalSensitivityError:  # too few successful steps in the first r trajectories: no point
+            continue
         for p, row in si.iterrows():
             rows.append(
                 {"parameter": p, "n": r, "index": "mu_star", "value": row["mu_star"], "conf": row["mu_star_conf"]}
@@ -600,8 +645,9 @@ def morris_analysis(
     """Morris screening (mu, mu*, sigma, CI of mu*) of ``readouts`` over the plausible bounds.
 
     ``r`` trajectories on a ``levels``-level grid -> ``r (D + 1)`` simulations through the ensemble engine.
-    Trajectories containing a failed set or a NaN readout are dropped (per readout, counted in
-    ``result.dropped``); fewer than :data:`MORRIS_MIN_TRAJECTORIES` left raises.
+    A failed set or a NaN readout removes the (at most two) elementary effects it ends, not its trajectory
+    (per readout, counted in ``result.dropped``; ``indices['n_used']`` per parameter); a parameter left with
+    fewer than :data:`MORRIS_MIN_TRAJECTORIES` effects has NaN statistics, and none left with enough raises.
     """
     m = as_model(model)
     names = check_readouts(readouts)
@@ -617,23 +663,18 @@ def morris_analysis(
     else:
         outputs, failures = evaluate(samples), pd.DataFrame(columns=["sample", "error"])
     d = problem["num_vars"]
-    traj = np.arange(len(samples)) // (d + 1)
     idx, conv, dropped = {}, {}, {}
     for name in names:
         y = outputs[name].values.astype(float)
-        bad = np.unique(traj[~np.isfinite(y)])
-        keep = ~np.isin(traj, bad)
-        dropped[name] = int(len(bad))
-        r_ok = int(keep.sum()) // (d + 1)
-        if r_ok < MORRIS_MIN_TRAJECTORIES:
+        dy = np.diff(y.reshape(r, d + 1), axis=1)
+        dropped[name] = int((~np.isfinite(dy)).sum())
+        try:
+            idx[name] = morris_indices(problem, X, y, levels, conf_level, n_resamples, seed)
+        except GlobalSensitivityError as exc:
             why = _failure_message(failures, len(samples)) if len(failures) else "NaN readout values"
-            raise GlobalSensitivityError(
-                f"readout {name!r}: only {r_ok} of {r} Morris trajectories are complete ({why}); "
-                f"need >= {MORRIS_MIN_TRAJECTORIES}"
-            )
-        idx[name] = morris_indices(problem, X[keep], y[keep], levels, conf_level, n_resamples, seed)
+            raise GlobalSensitivityError(f"readout {name!r}: {exc} ({why})") from None
         if convergence:
-            conv[name] = morris_convergence(problem, X[keep], y[keep], None, levels, conf_level, n_resamples, seed)
+            conv[name] = morris_convergence(problem, X, y, None, levels, conf_level, n_resamples, seed)
     indices = _combine(idx).reset_index().set_index(["readout", "parameter"])
     conv_df = (
         _combine(conv)[["readout", "parameter", "n", "index", "value", "conf"]].reset_index(drop=True)
