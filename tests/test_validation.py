@@ -23,10 +23,6 @@ KNOWN_FAILURES = {
     "HCN1 block (90 % at 78 uM) hyperpolarises the pyramidal cells by ~5 mV, less than the disinhibition of the "
     "NMDA-driven interneurons depolarises them; a stronger hypnotic mechanism (or the anaesthetic network state) "
     "is missing",
-    "pk_esketamine_terminal_half_life": "the human disposition is two-compartment (Clements & Nimmo 1981 volumes, "
-    "Kamp 2020 clearance; beta half-life 3.3 h from 8 to 24 h), with no deep compartment for the 7-12 h terminal "
-    "phase that sensitive assays see at low concentrations (the model is at 13 % of Cmax, 0.08 uM, by 8 h); "
-    "the racemate's 2-3 h half-life (pk_human_terminal_half_life) passes",
     "mtorc1_transient": "norketamine (model v3, issue 11) keeps NMDA receptors blocked for longer after ketamine has "
     "gone, so mTORC1 is still 1.35x at 3 h (band <= 1.3); the rat norketamine clearance is assumed (no rat value "
     "retrieved), and this target was passing (1.23) before the metabolite was added",

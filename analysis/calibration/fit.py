@@ -23,7 +23,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.calibration.petab_problem import ESTIMATED, condition_label, problem_yaml, read_data, row_inputs
+from analysis.calibration.petab_problem import (
+    ESTIMATED,
+    condition_label,
+    problem_yaml,
+    read_data,
+    row_inputs,
+    table_id,
+)
 from analysis.core.io import write_atomic, write_text_atomic
 from analysis.core.model import load_model
 
@@ -189,7 +196,9 @@ def calibrate(
             raise RuntimeError(f"calibration of {species}: no start gave a finite objective")
         best = float(finite.min())
         x_best = np.asarray(result.optimize_result.list[0].x, dtype=float)
-        best_params = {p: float(10 ** x_best[i]) for i, p in enumerate(problem.x_names) if p in estimated}
+        best_params = {
+            table_id(p): float(10 ** x_best[i]) for i, p in enumerate(problem.x_names) if table_id(p) in estimated
+        }
         summary.update(
             n_starts=int(len(fvals)),
             n_converged=int(np.sum(np.abs(finite - best) <= CONVERGED_WITHIN)),
@@ -205,7 +214,8 @@ def calibrate(
                     engine=engine,
                     progress_bar=False,
                 )  # fmt: skip
-            for i, name in enumerate(problem.x_names):
+            for i, pname in enumerate(problem.x_names):
+                name = table_id(pname)
                 prof = result.profile_result.list[0][i]
                 if prof is None:
                     continue
@@ -215,7 +225,7 @@ def calibrate(
                 inside = np.asarray(fv) - best <= PROFILE_THRESHOLD
                 path = 10 ** np.asarray(prof.x_path, dtype=float)  # (n_parameters, n_points)
                 band_sets += [
-                    {p: float(path[j, k]) for j, p in enumerate(problem.x_names) if p in estimated}
+                    {table_id(p): float(path[j, k]) for j, p in enumerate(problem.x_names) if table_id(p) in estimated}
                     for k in np.flatnonzero(inside)
                 ]
                 identifiability.append(

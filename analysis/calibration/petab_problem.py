@@ -7,7 +7,9 @@ Inputs (``models/``):
   log-normal error), ``use`` (``fit`` or ``holdout``), ``evidence`` (``reported``/``recalled``), how the number
   was ``obtained`` (text, table, figure, or a stated derivation) and the citation.
 * ``parameters.tsv``: bounds and nominal values of the estimated parameters (:data:`ESTIMATED`), and a prior for
-  each measured one (:func:`prior`: its value and plausible range).
+  each measured one (:func:`prior`: its value and plausible range).  An estimated parameter that a condition
+  also sets (a drug preset) is estimated as ``<id>_shipped`` and mapped through the condition table
+  (:data:`SHIPPED_SUFFIX`).
 
 Outputs (``models/petab/<species>/``, committed, rewritten by ``make build``): ``problem.yaml`` (pointing at the
 shipped SBML in ``sbml/``), ``conditions.tsv``, ``observables.tsv``, ``measurements.tsv`` (the ``fit`` rows),
@@ -45,6 +47,16 @@ DATA_COLUMNS = [
 #: value (PEtab: not listed, so the SBML value is used).
 #: The clinical MADRS differences (human) inform the two parameters of the empirical MADRS link.
 ESTIMATED: dict[str, list[str]] = {"human": ["v1_per_kg", "madrs_emax", "madrs_x50"], "rat": []}
+#: Suffix of the PEtab id of an estimated parameter that some condition also sets (a drug preset: the esketamine
+#: preset sets its own disposition, ``v1_per_kg`` included).  PEtab forbids estimating a parameter that the
+#: condition table sets, so the condition table gets a column for it: the conditions that set it carry their
+#: number, every other condition the estimated PEtab parameter ``<id>_shipped`` (the shipped model's value).
+SHIPPED_SUFFIX = "_shipped"
+
+
+def table_id(petab_id: str) -> str:
+    """The ``models/parameters.tsv`` id of an estimated PEtab parameter (``v1_per_kg_shipped`` -> ``v1_per_kg``)."""
+    return petab_id.removesuffix(SHIPPED_SUFFIX)
 
 
 class CalibrationDataError(TableError):
@@ -167,12 +179,18 @@ def problem_tables(species: str, data: list[dict[str, str]] | None = None) -> di
         oid = observable_id(r["observable"])
         observables[oid] = [oid, r["observable"], f"noiseParameter1_{oid}", "log", "normal"]
         meas[r["use"]].append([oid, cid, r["value"], r["time_s"], r["sigma_log"], r["id"]])
+    est = ESTIMATED[species]
+    set_by_condition = {k for c in conditions.values() for k in c}
+    petab_ids = {p: p + SHIPPED_SUFFIX if p in set_by_condition else p for p in est}
+    for c in conditions.values():
+        for p, pid in petab_ids.items():
+            if pid != p:
+                c.setdefault(p, pid)  # type: ignore[arg-type]  (a PEtab parameter id, not a number)
     columns = sorted({k for c in conditions.values() for k in c})
     cond_rows = [[cid] + [c.get(k, params[k].value) for k in columns] for cid, c in sorted(conditions.items())]
-    est = ESTIMATED[species]
     par_rows = [
-        [p, "log10", params[p].lower, params[p].upper, params[p].value, 1, *prior(params[p]), params[p].unit,
-         params[p].evidence]
+        [petab_ids[p], "log10", params[p].lower, params[p].upper, params[p].value, 1, *prior(params[p]),
+         params[p].unit, params[p].evidence]
         for p in est
     ]  # fmt: skip
     sbml_rel = os.path.relpath(sbml_path(species), PETAB_DIR / species).replace(os.sep, "/")
@@ -233,6 +251,7 @@ def problem_yaml(species: str, petab_dir: Path = PETAB_DIR) -> Path:
 
 
 __all__ = [
-    "CalibrationDataError", "ESTIMATED", "PETAB_DIR", "condition_id", "condition_label", "interventions",
-    "observable_id", "problem_tables", "problem_yaml", "read_data", "row_inputs", "write_problems",
+    "CalibrationDataError", "ESTIMATED", "PETAB_DIR", "SHIPPED_SUFFIX", "condition_id", "condition_label",
+    "interventions", "observable_id", "problem_tables", "problem_yaml", "read_data", "row_inputs", "table_id",
+    "write_problems",
 ]  # fmt: skip
