@@ -388,6 +388,18 @@ def snap_structural_zeros(rr, space: StateSpace, tolerance: float) -> None:
         em.setFloatingSpeciesAmounts(amounts)
 
 
+def drug_free_basis(space: StateSpace) -> np.ndarray:
+    """Basis of the directions a drug-free state can move in: the invariant subspace with the drug states
+    (structural zeros) held at 0 (``space.free_basis``; the whole invariant subspace if that is empty).
+
+    Without drug the drug states are 0 and nothing drives them, so their block of the Jacobian is decoupled
+    from the physiology and carries only the drug's own kinetics.  Checking stability or taking Newton steps on
+    it would test pharmacokinetics, not physiology, and a disconnected drug compartment (a rate constant of 0,
+    e.g. the racemate's deep compartment, ``q3_per_kg`` = 0) makes it singular.
+    """
+    return space.free_basis if space.free_basis.size else space.basis
+
+
 def relative_rates(rr, space: StateSpace, x: np.ndarray | None = None, f: np.ndarray | None = None) -> np.ndarray:
     """|dx/dt| / max(|x|, X_FLOOR) of every state at the current state (1/s)."""
     x = _get_state(rr, space) if x is None else x
@@ -402,7 +414,7 @@ def check_state(rr, space: StateSpace) -> StateCheck:
     scale = np.maximum(np.abs(x), X_FLOOR)
     rel = relative_rates(rr, space, x, f)
     worst = int(np.argmax(rel))
-    q = space.basis
+    q = drug_free_basis(space)
     reduced = q.T @ jac @ q
     eig = np.linalg.eigvals(reduced) if reduced.size else np.array([-np.inf])
     lead = eig[int(np.argmax(eig.real))]
@@ -516,15 +528,23 @@ POLISH_ITERATIONS_AFTER_BUDGET = 8
 
 
 def polish(rr, space: StateSpace, iterations: int = POLISH_ITERATIONS) -> None:
-    """Newton-polish the current state towards the nearby fixed point, on the invariant subspace.
+    """Newton-polish the current drug-free state towards the nearby fixed point, on the invariant subspace with
+    the drug states at 0 (:func:`drug_free_basis`).
 
     The pre-run leaves the slowest linear modes (persistent spines live for years) short of their
     steady state; from there a Newton step with the finite-difference Jacobian removes the residue.
     A step is kept only if it lowers the largest relative rate of change, so the polish can never move
     the state away from the attractor the integration reached.
     """
+    zeros = space.n_rules + space.structural_zeros
+    # the drug states are exactly 0 at any drug-free state (the pre-run leaves solver residue in them, which the
+    # steps below, on the directions that hold them at 0, would not remove)
+    x = _get_state(rr, space)
+    if np.any(x[zeros] != 0.0):
+        x[zeros] = 0.0
+        _set_state(rr, space, x)
     jac, x, f = jacobian(rr, space)
-    q = space.basis
+    q = drug_free_basis(space)
     reduced = q.T @ jac @ q
     if not reduced.size:
         return
@@ -535,6 +555,9 @@ def polish(rr, space: StateSpace, iterations: int = POLISH_ITERATIONS) -> None:
         except np.linalg.LinAlgError:
             return
         x_new = x - step
+        # the basis leaves the drug states at 0 up to round-off (~1e-17), which their fast kinetics would turn
+        # into large relative rates: put them back to 0, as the drug-free solve does
+        x_new[zeros[np.abs(x_new[zeros]) < ABS_TOLERANCE]] = 0.0
         _set_state(rr, space, x_new)
         f_new = np.asarray(rr.getRatesOfChange(), dtype=float)
         rel = float(np.max(relative_rates(rr, space, x_new, f_new)))
