@@ -527,44 +527,52 @@ POLISH_ITERATIONS = 3
 POLISH_ITERATIONS_AFTER_BUDGET = 8
 
 
-def polish(rr, space: StateSpace, iterations: int = POLISH_ITERATIONS) -> None:
-    """Newton-polish the current drug-free state towards the nearby fixed point, on the invariant subspace with
-    the drug states at 0 (:func:`drug_free_basis`).
+def polish(rr, space: StateSpace, iterations: int = POLISH_ITERATIONS, drug_free: bool = True) -> None:
+    """Newton-polish the current state towards the nearby fixed point, on the invariant subspace.
 
     The pre-run leaves the slowest linear modes (persistent spines live for years) short of their
     steady state; from there a Newton step with the finite-difference Jacobian removes the residue.
     A step is kept only if it lowers the largest relative rate of change, so the polish can never move
     the state away from the attractor the integration reached.
+
+    If the Jacobian on the whole invariant subspace is singular (a disconnected drug compartment, e.g. the
+    racemate's deep compartment with ``q3_per_kg`` = 0, is a direction nothing moves) and the state is drug-free
+    (``drug_free``; not the build, whose source model's exact zeros include physiological states that start at
+    0), the polish runs on :func:`drug_free_basis` instead, with the drug states put to exactly 0 first.
     """
+    if _polish_on(rr, space, space.basis, iterations, np.zeros(0, dtype=int)) or not drug_free:
+        return
     zeros = space.n_rules + space.structural_zeros
-    # the drug states are exactly 0 at any drug-free state (the pre-run leaves solver residue in them, which the
-    # steps below, on the directions that hold them at 0, would not remove)
     x = _get_state(rr, space)
-    if np.any(x[zeros] != 0.0):
+    if np.any(x[zeros] != 0.0):  # solver residue: the drug states are exactly 0 at any drug-free state
         x[zeros] = 0.0
         _set_state(rr, space, x)
+    _polish_on(rr, space, drug_free_basis(space), iterations, zeros)
+
+
+def _polish_on(rr, space: StateSpace, q: np.ndarray, iterations: int, zeros: np.ndarray) -> bool:
+    """Newton steps on the directions ``q`` (see :func:`polish`); ``zeros``: states put back to 0 after each step
+    where round-off moved them.  False if the reduced Jacobian is singular (nothing was changed)."""
     jac, x, f = jacobian(rr, space)
-    q = drug_free_basis(space)
     reduced = q.T @ jac @ q
     if not reduced.size:
-        return
+        return True
     best = float(np.max(relative_rates(rr, space, x, f)))
-    for _ in range(iterations):
+    for n in range(iterations):
         try:
             step = q @ np.linalg.solve(reduced, q.T @ f)
         except np.linalg.LinAlgError:
-            return
+            return n > 0
         x_new = x - step
-        # the basis leaves the drug states at 0 up to round-off (~1e-17), which their fast kinetics would turn
-        # into large relative rates: put them back to 0, as the drug-free solve does
         x_new[zeros[np.abs(x_new[zeros]) < ABS_TOLERANCE]] = 0.0
         _set_state(rr, space, x_new)
         f_new = np.asarray(rr.getRatesOfChange(), dtype=float)
         rel = float(np.max(relative_rates(rr, space, x_new, f_new)))
         if not (np.isfinite(rel) and rel < best):
             _set_state(rr, space, x)
-            return
+            return True
         x, f, best = x_new, f_new, rel
+    return True
 
 
 def restore_conserved(rr, space: StateSpace, x_start: np.ndarray) -> None:

@@ -278,7 +278,7 @@ def steady_state_values(sbml: str) -> dict[str, float]:
         # which the drug-free state sits next to; a full Newton solve from where it stopped finishes the job
         # (the check below decides whether it did).
         steady_state._newton(rr, space, steady_state.CONTINUATION_ITERATIONS * 4, drug_free=False)
-    steady_state.polish(rr, space)
+    steady_state.polish(rr, space, drug_free=False)
     # drug states (0 in the sources) are exactly 0 at any drug-free state; CVODE's corrector can leave residue of a
     # few 1e-12 in one whose rate is identically 0 (the human pump: -5.8e-12 uM), which would then ship as a
     # negative initial value and hide the state from the structural zeros that the drug-free Newton solve needs
