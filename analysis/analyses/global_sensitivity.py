@@ -666,13 +666,12 @@ def morris_analysis(
     idx, conv, dropped = {}, {}, {}
     for name in names:
         y = outputs[name].values.astype(float)
-        dy = np.diff(y.reshape(r, d + 1), axis=1)
-        dropped[name] = int((~np.isfinite(dy)).sum())
         try:
             idx[name] = morris_indices(problem, X, y, levels, conf_level, n_resamples, seed)
         except GlobalSensitivityError as exc:
             why = _failure_message(failures, len(samples)) if len(failures) else "NaN readout values"
             raise GlobalSensitivityError(f"readout {name!r}: {exc} ({why})") from None
+        dropped[name] = r * d - int(idx[name]["n_used"].sum())  # of the design's r D steps
         if convergence:
             conv[name] = morris_convergence(problem, X, y, None, levels, conf_level, n_resamples, seed)
     indices = _combine(idx).reset_index().set_index(["readout", "parameter"])

@@ -307,7 +307,7 @@ def _homeostat_matrix(m: CascadeModel) -> np.ndarray:
     slow = np.zeros((len(m.space.ids), len(HOMEOSTATS)))
     for k, sid in enumerate(HOMEOSTATS):
         slow[m.space.ids.index(sid), k] = 1.0
-    basis = m.space.free_basis if m.space.free_basis.size else m.space.basis
+    basis = steady_state.drug_free_basis(m.space)
     fast = linalg.orth(basis - slow @ (slow.T @ basis))
     j_ss, j_sf = slow.T @ jac @ slow, slow.T @ jac @ fast
     j_fs, j_ff = fast.T @ jac @ slow, fast.T @ jac @ fast
