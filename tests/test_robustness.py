@@ -84,7 +84,8 @@ def test_branch_kind_names_the_bifurcation_at_the_end_of_the_branch():
 def test_cli_robustness_writes_tables_and_figures(tmp_path):
     assert main(["robustness", "--samples", "10", "--continuation", "mg_ext", "--out", str(tmp_path)]) == 0
     tables = ("range_ends.csv", "joint_box.csv", "continuation_mg_ext.csv", "oscillatory_modes.csv")
-    for name in (*tables, "continuation.png", "range_ends.png"):
+    loop = ("synapse_drive_spine_density_rel.csv", "synapse_drive_synaptic_proteins_rel.csv", "loop_elasticities.csv")
+    for name in (*tables, *loop, "continuation.png", "range_ends.png", "synapse_drive_loop.png"):
         assert (tmp_path / name).stat().st_size > 0
 
 
@@ -117,3 +118,77 @@ def test_the_homeostat_loop_is_designed_not_to_ring():
         assert at_end["critical_narp_weight"] == pytest.approx(shipped["critical_narp_weight"], rel=1e-3)
         assert at_end["damping_ratio"] > shipped["damping_ratio"]
         assert R.oscillatory_modes(species).empty
+
+
+def _spine_drive_variant(tmp_path, carrier: str):
+    """The shipped rat SBML with a share ``w_syn`` of the pyramidal AMPA and NMDA conductances scaled by the
+    carrier observable: the model variant that :func:`R.synapse_drive_loop` analyses without building it."""
+    import libsbml
+
+    from analysis.core.model import CascadeModel
+    from analysis.core.paths import sbml_path
+
+    doc = libsbml.readSBMLFromFile(str(sbml_path("rat")))
+    model = doc.getModel()
+    for sid in ("w_syn", "syn_drive"):
+        p = model.createParameter()
+        p.setId(sid)
+        p.setConstant(sid == "w_syn")
+        p.setValue(0.0 if sid == "w_syn" else 1.0)
+        p.setUnits("dimensionless")
+    rule = model.createAssignmentRule()
+    rule.setVariable("syn_drive")
+    rule.setMath(libsbml.parseL3Formula(f"1 - w_syn + w_syn * {carrier}"))
+    for current in ("i_ampa_pyr", "i_nmda_pyr"):
+        r = model.getAssignmentRuleByVariable(current)
+        formula = libsbml.formulaToL3String(r.getMath())
+        assert formula.count("homeo_syn_pyr") == 1, formula
+        r.setMath(libsbml.parseL3Formula(formula.replace("homeo_syn_pyr", "homeo_syn_pyr * syn_drive")))
+    path = tmp_path / "variant.xml"
+    assert libsbml.writeSBMLToFile(doc, str(path))
+    return CascadeModel(path)
+
+
+def _leading_real(m, w: float) -> float:
+    m.apply({"t_dose": 1e30, "w_syn": w})
+    jac = R.steady_state.jacobian(m.rr, m.space)[0]
+    q = R.steady_state.drug_free_basis(m.space)
+    return float(np.linalg.eigvals(q.T @ jac @ q).real.max())
+
+
+def test_synapse_drive_loop_matches_the_built_variant_and_the_open_loop_steady_state(tmp_path):
+    """The rank-one analysis of 'new synapses carry drive' (model-v2 item 3) gives the same leading eigenvalue as
+    the variant model with the loop built in, on both sides of the critical weight; its open-loop elasticities
+    match the steady state reached with the homeostats held."""
+    loop = R.synapse_drive_loop("rat", "spine_density_rel", weights=[0.0, 0.02, 0.05, 0.5])
+    w_c = loop["critical_weight"]
+    assert 0.02 < w_c < 0.05
+    scan = loop["scan"].set_index("weight")
+    assert scan.loc[0.0, "max_real"] < 0 < scan.loc[0.05, "max_real"]
+    variant = _spine_drive_variant(tmp_path, "spine_density_rel")
+    for w in (0.02, 0.05, 0.5):
+        assert _leading_real(variant, w) == pytest.approx(scan.loc[w, "max_real"], rel=0.02)
+    assert _leading_real(variant, 0.9 * w_c) < 0 < _leading_real(variant, 1.1 * w_c)
+
+    # open loop: hold the homeostats (a time constant of 3e7 years) and relax a 0.1 % rise of the conductances
+    m = R.as_model("rat")
+    step = 1e-3
+    try:
+        m.apply({"t_dose": 1e30, "tau_homeostasis": 1e15})
+        base = {s: m.rr[s] for s in ("rate_pyr", "syn_program", "spine_density_rel")}
+        for g in R.EXCITATORY_PYR:
+            m.rr[g] = m.rr[g] * (1 + step)
+        m.rr.simulate(0, 2000 * 86400.0, 50)
+        for s, y0 in base.items():
+            e = np.log(m.rr[s] / y0) / np.log(1 + step)
+            assert e == pytest.approx(loop["elasticities"][s], rel=0.05), s
+    finally:
+        m.apply({})
+    assert loop["open_loop_gain"] == loop["elasticities"]["spine_density_rel"] > 10
+
+
+def test_synapse_drive_loop_refuses_bad_input():
+    with pytest.raises(ValueError, match="carrier"):
+        R.synapse_drive_loop("rat", "rate_pyr")
+    with pytest.raises(ValueError, match="weights"):
+        R.synapse_drive_loop("rat", weights=[-0.1])

@@ -362,7 +362,133 @@ def homeostat_loop(model: CascadeModel | str = "rat", parameters: dict[str, floa
     }
 
 
+#: The pyramidal excitatory conductances that synapses on spines carry (circuit.ant, ``i_ampa_pyr``, ``i_nmda_pyr``).
+EXCITATORY_PYR = ("g_ampa_pyr", "g_nmda_pyr")
+#: The stages of the activity -> synapse loop, in cascade order, read by :func:`synapse_drive_loop`.
+LOOP_STAGES = (
+    "rate_pyr", "glutamate_rel", "ca_pyr", "bdnf_rel", "trkb_bdnf", "mtorc1_rel", "syn_program",
+    "dendritic_proteins_rel", "synaptic_proteins_rel", "spine_density_rel",
+)  # fmt: skip
+#: Relative step (of the excitatory conductances and along the linear response) for the central differences.
+LOOP_STEP = 1e-4
+
+
+def _directional(
+    m: CascadeModel, x0: np.ndarray, dx: np.ndarray, g0: dict[str, float], ids: Sequence[str]
+) -> np.ndarray:
+    """d(observable)/d(ln g) along the state direction ``dx`` (per unit ln g), by central differences: the state
+    and the excitatory conductances move together.  The state and the conductances are restored."""
+    out = []
+    try:
+        for sign in (1.0, -1.0):
+            h = sign * LOOP_STEP
+            steady_state._set_state(m.rr, m.space, x0 + h * dx)
+            steady_state.set_parameters(m.rr, m.space, {p: v * np.exp(h) for p, v in g0.items()})
+            out.append(np.array([m.rr[i] for i in ids], dtype=float))
+    finally:
+        steady_state.set_parameters(m.rr, m.space, g0)
+        steady_state._set_state(m.rr, m.space, x0)
+    return (out[0] - out[1]) / (2 * LOOP_STEP)
+
+
+def synapse_drive_loop(
+    model: CascadeModel | str = "rat",
+    carrier: str = "spine_density_rel",
+    weights: Sequence[float] | np.ndarray | None = None,
+    parameters: dict[str, float] | None = None,
+) -> dict:
+    """Can new synapses carry excitatory drive without the activity -> synapse loop running away? (model-v2
+    item 3: the shipped model keeps spines a readout; this is the analysis that decides whether they can be
+    made to work.)
+
+    Suppose a share ``w`` of the pyramidal excitatory conductances (AMPA and NMDA, ``EXCITATORY_PYR``) scaled
+    with ``carrier`` (the spine density, or the synapse-bound scaffold ``synaptic_proteins_rel`` as a proxy for
+    synaptic GluA1): g -> g (1 - w + w carrier).  At the drug-free state the carrier is 1, so the steady state
+    is the shipped one for every ``w``, and the loop adds a rank-one term to the Jacobian, J(w) = J + w u v',
+    with u = d(dx/dt)/d(ln g) and v = d(carrier)/dx.  No model variant is built.
+
+    Returns a dict:
+
+    * ``elasticities`` - the open-loop steady-state response of each stage of :data:`LOOP_STAGES` to a sustained
+      change of the excitatory conductances with the homeostats held (d ln y / d ln g; the homeostats act on
+      days, the loop's sensitivity is what they must overcome);
+    * ``open_loop_gain`` - the carrier's elasticity: at weight w the open-loop DC gain of the loop is w times it,
+      and above 1 a small rise in excitation sustains a larger one until the homeostats catch up;
+    * ``scan`` - DataFrame over ``weights`` (default 0 to 1): ``max_real`` (1/s), the largest real part of the
+      eigenvalues of J(w) on the drug-free invariant subspace, and ``period_days`` of that mode (inf if real);
+    * ``critical_weight`` - the smallest weight at which the drug-free state loses stability (bisection between
+      the scan's points; NaN if it is stable over the whole scan).
+
+    ``parameters`` first move the model to that set's drug-free state; the model is left at its shipped
+    parameters.
+    """
+    if carrier not in ("spine_density_rel", "synaptic_proteins_rel"):
+        raise ValueError(f"unknown carrier {carrier!r}; expected 'spine_density_rel' or 'synaptic_proteins_rel'")
+    w_grid = np.linspace(0.0, 1.0, 41) if weights is None else np.asarray(weights, dtype=float)
+    if w_grid.size == 0 or np.any(w_grid < 0):
+        raise ValueError("weights must be a non-empty sequence of values >= 0")
+    m = _at_drug_free_state(model, parameters)
+    rr, space = m.rr, m.space
+    try:
+        jac, x0, _ = steady_state.jacobian(rr, space)
+        g0 = {p: float(rr[p]) for p in EXCITATORY_PYR}
+        rates = []
+        for sign in (1.0, -1.0):
+            steady_state.set_parameters(rr, space, {p: v * np.exp(sign * LOOP_STEP) for p, v in g0.items()})
+            rates.append(np.asarray(rr.getRatesOfChange(), dtype=float))
+        steady_state.set_parameters(rr, space, g0)
+        u = (rates[0] - rates[1]) / (2 * LOOP_STEP)
+        # v = d(carrier)/dx, one state at a time (forward differences, as the Jacobian)
+        c0 = float(rr[carrier])
+        v = np.zeros(len(x0))
+        for j in range(len(x0)):
+            h = steady_state.FD_STEP * max(abs(x0[j]), steady_state.X_FLOOR)
+            x = x0.copy()
+            x[j] += h
+            steady_state._set_state(rr, space, x)
+            v[j] = (float(rr[carrier]) - c0) / h
+        steady_state._set_state(rr, space, x0)
+        # open loop: the homeostat states held, every other drug-free direction at its new steady state
+        slow = np.zeros((len(x0), len(HOMEOSTATS)))
+        for k, sid in enumerate(HOMEOSTATS):
+            slow[space.ids.index(sid), k] = 1.0
+        basis = steady_state.drug_free_basis(space)
+        fast = linalg.orth(basis - slow @ (slow.T @ basis))
+        dx = -fast @ linalg.solve(fast.T @ jac @ fast, fast.T @ u)
+        base = np.array([rr[i] for i in LOOP_STAGES], dtype=float)
+        elasticities = pd.Series(_directional(m, x0, dx, g0, LOOP_STAGES) / base, index=list(LOOP_STAGES))
+    finally:
+        m.apply({})
+    a0 = basis.T @ jac @ basis
+    b_u, b_v = basis.T @ u, basis.T @ v
+
+    def leading(w: float) -> complex:
+        values = linalg.eigvals(a0 + w * np.outer(b_u, b_v))
+        return complex(values[np.argmax(values.real)])
+
+    lead = [leading(w) for w in w_grid]
+    oscillating = [abs(z.imag) > ROUND_OFF_IMAG * abs(z) for z in lead]
+    periods = [2 * np.pi / abs(z.imag) / 86400.0 if o else np.inf for z, o in zip(lead, oscillating, strict=True)]
+    scan = pd.DataFrame({"weight": w_grid, "max_real": [z.real for z in lead], "period_days": periods})
+    critical = float("nan")
+    unstable = np.flatnonzero(scan["max_real"].to_numpy() > 0)
+    if unstable.size:
+        k = int(unstable[0])
+        lo, hi = (float(w_grid[k - 1]), float(w_grid[k])) if k else (0.0, float(w_grid[0]))
+        for _ in range(40):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (lo, mid) if leading(mid).real > 0 else (mid, hi)
+        critical = hi
+    return {
+        "carrier": carrier,
+        "elasticities": elasticities,
+        "open_loop_gain": float(elasticities[carrier]),
+        "scan": scan,
+        "critical_weight": critical,
+    }
+
+
 __all__ = [
     "branch_end", "branch_kind", "continuation", "dosed_check", "homeostat_loop", "joint_box", "oscillatory_modes",
-    "range_ends", "sample_box", "survey_parameters",
+    "range_ends", "sample_box", "survey_parameters", "synapse_drive_loop",
 ]  # fmt: skip

@@ -192,7 +192,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     """Drug-free operating point over the plausible ranges: range ends, joint box, continuation scans."""
     from analysis.analyses import robustness as R
     from analysis.core.tables import read_parameters
-    from analysis.plots.analyses import plot_continuation, plot_range_ends, save_figure
+    from analysis.plots.analyses import plot_continuation, plot_range_ends, plot_synapse_drive_loop, save_figure
 
     if args.samples < 1:
         raise ModelError(f"--samples must be >= 1, got {args.samples}")
@@ -245,6 +245,19 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         f"homeostat loop: damping ratio {loop['damping_ratio']:.2f} (>= 1: no oscillation) at Narp weight "
         f"{loop['narp_weight']:g}; the loop rings below {loop['critical_narp_weight']:.3f}"
     )
+    loops = {c: R.synapse_drive_loop(args.species, c) for c in ("spine_density_rel", "synaptic_proteins_rel")}
+    for c, loop in loops.items():
+        write_csv(loop["scan"], out / f"synapse_drive_{c}.csv")
+    write_csv(loops["spine_density_rel"]["elasticities"].rename("elasticity").to_frame(), out / "loop_elasticities.csv")
+    save_figure(plot_synapse_drive_loop(loops), out / "synapse_drive_loop")
+    chain = ", ".join(f"{s} {e:.3g}" for s, e in loops["spine_density_rel"]["elasticities"].items())
+    print(f"activity -> synapse loop, open-loop elasticities to the pyramidal excitatory conductances: {chain}")
+    for c, loop in loops.items():
+        print(
+            f"new synapses carrying drive through {c}: the drug-free state loses stability above a share of "
+            f"{loop['critical_weight']:.3g} of the excitation "
+            f"(open-loop gain {loop['open_loop_gain']:.3g} per unit share)"
+        )
     print(f"-> {out}/")
     return 0
 

@@ -376,3 +376,31 @@ def plot_range_ends(table: pd.DataFrame, title: str = "") -> plt.Figure:
         ax.set_xlabel("drug-free rate_pyr (Hz); < lower end, > upper end; red = no physiological state")
         ax.set_title(title or "Each parameter alone at its range ends")
         return fig
+
+
+def plot_synapse_drive_loop(loops: Mapping[str, dict], title: str = "") -> plt.Figure:
+    """The activity -> synapse loop (:func:`analysis.analyses.robustness.synapse_drive_loop`): left, the open-loop
+    elasticity of each cascade stage to a sustained change of the pyramidal excitatory conductances (homeostats
+    held; log scale); right, the largest real part of the drug-free eigenvalues (1/day) against the share of the
+    excitation the carrier would scale, one line per carrier, the critical weights marked."""
+    with plt.rc_context(STYLE):
+        fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.4), constrained_layout=True)
+        first = next(iter(loops.values()))
+        e = first["elasticities"]
+        left.barh(range(len(e)), e.abs().values, color=np.where(e.values >= 0, "#2471a3", "#c0392b"))
+        left.set_yticks(range(len(e)), list(e.index))
+        left.invert_yaxis()
+        left.set_xscale("log")
+        left.axvline(1.0, color="k", lw=0.8, ls="--")
+        left.set_xlabel("|d ln y / d ln g_exc| (homeostats held)")
+        for carrier, loop in loops.items():
+            scan = loop["scan"]
+            (line,) = right.plot(scan["weight"], scan["max_real"] * 86400.0, label=f"carrier {carrier}")
+            if np.isfinite(loop["critical_weight"]):
+                right.axvline(loop["critical_weight"], color=line.get_color(), ls=":", lw=0.8)
+        right.axhline(0.0, color="k", lw=0.8)
+        right.set_xlabel("share w of excitation carried by the new synapses")
+        right.set_ylabel("largest Re(eigenvalue) (1/day)")
+        right.legend(fontsize=7)
+        fig.suptitle(title or "Can new synapses carry excitatory drive? (drug-free stability)")
+        return fig
