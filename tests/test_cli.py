@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 from matplotlib.image import imread
 
 from analysis.cli import commands as cli
@@ -50,3 +51,18 @@ def test_cascade_figure_draws_the_calibration_bands():
     assert any(isinstance(c, PolyCollection) for c in pk.collections)
     assert any("calibration band" in t.get_text() for t in pk.get_legend().get_texts())
     plt.close(fig)
+
+
+def test_help_of_the_command_and_every_subcommand_prints(capsys):
+    """argparse formats help strings with %: a bare '%' in one help text crashed `ketamine-cascade --help`."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    usage = capsys.readouterr().out
+    commands = usage.split("{", 1)[1].split("}", 1)[0].split(",")
+    assert "sensitivity" in commands and "run" in commands
+    for command in commands:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([command, "--help"])
+        assert exit_info.value.code == 0, command
+        assert capsys.readouterr().out.startswith("usage:"), command
