@@ -79,3 +79,21 @@ scans = {p: R.continuation("rat", p, n=21) for p in ("mg_ext", "e_gaba")}
 for p, scan in scans.items():
     print(p, "branch ends at (below, above):", R.branch_end(scan))
 fig = plot_continuation(scans, {"mg_ext": "mM", "e_gaba": "mV"})
+
+# %% [markdown]
+# ## Can new synapses carry excitation? (model-v2 item 3)
+#
+# Li 2010 saw larger EPSCs 24 h after the dose, yet in this model the new spines are a readout. The reason is the
+# loop activity -> BDNF -> TrkB -> programme -> spines -> excitation. `synapse_drive_loop` gives each stage's
+# open-loop response to a sustained change of the pyramidal excitatory conductances (homeostats held) and the
+# leading eigenvalue of the drug-free state if a share w of that excitation scaled with the spines (or the bound
+# scaffold). The state is stable only below the critical share, far below the ~0.9 of excitatory synapses that sit
+# on spines.
+
+# %%
+from analysis.plots import plot_synapse_drive_loop
+
+loops = {c: R.synapse_drive_loop("rat", c) for c in ("spine_density_rel", "synaptic_proteins_rel")}
+for c, loop in loops.items():
+    print(f"{c}: open-loop gain {loop['open_loop_gain']:.3g}, critical share {loop['critical_weight']:.3f}")
+fig = plot_synapse_drive_loop(loops)

@@ -27,6 +27,7 @@ __all__ = [
     "plot_sensitivity_heatmap",
     "plot_sobol",
     "plot_tornado",
+    "plot_synapse_drive_loop",
     "save_figure",
 ]
 
