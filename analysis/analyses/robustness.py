@@ -299,16 +299,22 @@ HOMEOSTATS = ("homeo_scale", "homeo_scale_int")
 NARP_WEIGHT = "homeo_narp_weight"
 
 
+def _homeostat_directions(space: steady_state.StateSpace) -> tuple[np.ndarray, np.ndarray]:
+    """The homeostat states as unit columns (``slow``) and an orthonormal basis of every other drug-free direction
+    (``fast``: the drug-free invariant subspace with the homeostats projected out)."""
+    slow = np.zeros((len(space.ids), len(HOMEOSTATS)))
+    for k, sid in enumerate(HOMEOSTATS):
+        slow[space.ids.index(sid), k] = 1.0
+    basis = steady_state.drug_free_basis(space)
+    return slow, linalg.orth(basis - slow @ (slow.T @ basis))
+
+
 def _homeostat_matrix(m: CascadeModel) -> np.ndarray:
     """The 2x2 Jacobian (1/s) of the homeostat states with every other state at its quasi-steady state: the
     Schur complement of the drug-free Jacobian on the invariant subspace (conserved moieties and the drug
     states, 0 drug-free, projected out)."""
     jac = steady_state.jacobian(m.rr, m.space)[0]
-    slow = np.zeros((len(m.space.ids), len(HOMEOSTATS)))
-    for k, sid in enumerate(HOMEOSTATS):
-        slow[m.space.ids.index(sid), k] = 1.0
-    basis = steady_state.drug_free_basis(m.space)
-    fast = linalg.orth(basis - slow @ (slow.T @ basis))
+    slow, fast = _homeostat_directions(m.space)
     j_ss, j_sf = slow.T @ jac @ slow, slow.T @ jac @ fast
     j_fs, j_ff = fast.T @ jac @ slow, fast.T @ jac @ fast
     return j_ss - j_sf @ linalg.solve(j_ff, j_fs)
@@ -449,16 +455,13 @@ def synapse_drive_loop(
             v[j] = (float(rr[carrier]) - c0) / h
         steady_state._set_state(rr, space, x0)
         # open loop: the homeostat states held, every other drug-free direction at its new steady state
-        slow = np.zeros((len(x0), len(HOMEOSTATS)))
-        for k, sid in enumerate(HOMEOSTATS):
-            slow[space.ids.index(sid), k] = 1.0
-        basis = steady_state.drug_free_basis(space)
-        fast = linalg.orth(basis - slow @ (slow.T @ basis))
+        fast = _homeostat_directions(space)[1]
         dx = -fast @ linalg.solve(fast.T @ jac @ fast, fast.T @ u)
         base = np.array([rr[i] for i in LOOP_STAGES], dtype=float)
         elasticities = pd.Series(_directional(m, x0, dx, g0, LOOP_STAGES) / base, index=list(LOOP_STAGES))
     finally:
         m.apply({})
+    basis = steady_state.drug_free_basis(space)
     a0 = basis.T @ jac @ basis
     b_u, b_v = basis.T @ u, basis.T @ v
 
