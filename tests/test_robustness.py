@@ -192,3 +192,7 @@ def test_synapse_drive_loop_refuses_bad_input():
         R.synapse_drive_loop("rat", "rate_pyr")
     with pytest.raises(ValueError, match="weights"):
         R.synapse_drive_loop("rat", weights=[-0.1])
+    # weights in any order: the scan is ascending and the critical weight the same
+    shuffled = R.synapse_drive_loop("rat", weights=[0.05, 0.0, 0.02, 0.05])
+    assert list(shuffled["scan"]["weight"]) == [0.0, 0.02, 0.05]
+    assert 0.02 < shuffled["critical_weight"] < 0.05

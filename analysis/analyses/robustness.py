@@ -421,7 +421,8 @@ def synapse_drive_loop(
     * ``open_loop_gain`` - the carrier's elasticity: at weight w the open-loop DC gain of the loop is w times it,
       and above 1 a small rise in excitation sustains a larger one until the homeostats catch up;
     * ``scan`` - DataFrame over ``weights`` (default 0 to 1): ``max_real`` (1/s), the largest real part of the
-      eigenvalues of J(w) on the drug-free invariant subspace, and ``period_days`` of that mode (inf if real);
+      eigenvalues of J(w) on the drug-free invariant subspace, and ``period_days`` of that mode (inf if real),
+      one row per distinct weight, ascending;
     * ``critical_weight`` - the smallest weight at which the drug-free state loses stability (bisection between
       the scan's points; NaN if it is stable over the whole scan).
 
@@ -430,8 +431,9 @@ def synapse_drive_loop(
     """
     if carrier not in ("spine_density_rel", "synaptic_proteins_rel"):
         raise ValueError(f"unknown carrier {carrier!r}; expected 'spine_density_rel' or 'synaptic_proteins_rel'")
-    w_grid = np.linspace(0.0, 1.0, 41) if weights is None else np.asarray(weights, dtype=float)
-    if w_grid.size == 0 or np.any(w_grid < 0):
+    # ascending: the critical weight is bisected below the first unstable point of the scan
+    w_grid = np.linspace(0.0, 1.0, 41) if weights is None else np.unique(np.asarray(weights, dtype=float))
+    if w_grid.size == 0 or not np.all(np.isfinite(w_grid)) or np.any(w_grid < 0):
         raise ValueError("weights must be a non-empty sequence of values >= 0")
     m = _at_drug_free_state(model, parameters)
     rr, space = m.rr, m.space
