@@ -388,12 +388,12 @@ def _directional(
     try:
         for sign in (1.0, -1.0):
             h = sign * LOOP_STEP
-            steady_state._set_state(m.rr, m.space, x0 + h * dx)
+            steady_state.set_state(m.rr, m.space, x0 + h * dx)
             steady_state.set_parameters(m.rr, m.space, {p: v * np.exp(h) for p, v in g0.items()})
             out.append(np.array([m.rr[i] for i in ids], dtype=float))
     finally:
         steady_state.set_parameters(m.rr, m.space, g0)
-        steady_state._set_state(m.rr, m.space, x0)
+        steady_state.set_state(m.rr, m.space, x0)
     return (out[0] - out[1]) / (2 * LOOP_STEP)
 
 
@@ -453,9 +453,9 @@ def synapse_drive_loop(
             h = steady_state.FD_STEP * max(abs(x0[j]), steady_state.X_FLOOR)
             x = x0.copy()
             x[j] += h
-            steady_state._set_state(rr, space, x)
+            steady_state.set_state(rr, space, x)
             v[j] = (float(rr[carrier]) - c0) / h
-        steady_state._set_state(rr, space, x0)
+        steady_state.set_state(rr, space, x0)
         # open loop: the homeostat states held, every other drug-free direction at its new steady state
         fast = _homeostat_directions(space)[1]
         dx = -fast @ linalg.solve(fast.T @ jac @ fast, fast.T @ u)

@@ -114,6 +114,20 @@ TIME_LIMIT_SEGMENTS = 8
 TIME_LIMIT_PIECE_INTERVALS = 40
 #: Share of the time limit one piece of a time-limited run may take, at the speed measured so far (see above).
 TIME_LIMIT_CHECK_SHARE = 0.05
+#: CVODE steps allowed per output interval in a piece of a segmented run before the piece is redone at
+#: :data:`FALLBACK_BDF_ORDER`.  The restarts of :data:`TIME_LIMIT_SEGMENTS` do not cure every set: in the rat
+#: Sobol box some base rows (and their ~120 one-coordinate neighbours) still took 0.2-7 s each at BDF orders up
+#: to 5, hundreds of steps per 30-s output interval although nothing oscillates (the rates settle
+#: monotonically), where an ordinary piece takes ~1 ms for 150 intervals.  Measured on the rat Sobol box
+#: (N = 32; 34 slow and 200 ordinary sets, 2-s limit), CPU of the slow / ordinary sets: cap 500: 2.8 / 4.0 s
+#: (sets at ~300 steps per interval stay slow); 200: 1.2 / 3.5 s; 100: 1.2 / 3.9 s; 60: 1.5 / 8.3 s (the dose's
+#: own transient then sends most ordinary pieces to the fallback).  A false alarm costs one piece at BDF2 (ms).
+PIECE_MAX_STEPS = 200
+#: BDF order of a piece redone after :data:`PIECE_MAX_STEPS`: BDF2 is A-stable, so the lightly damped mode cannot
+#: make its step size collapse (the slow sets above: 0.03 s each).  Not used throughout because at the package's
+#: tolerances BDF2 needs more steps than orders up to 5 (ordinary sets 1.6x slower); the two agree to ~1e-4,
+#: relative, well inside the solver tolerance's global error.
+FALLBACK_BDF_ORDER = 2
 #: Parameters that may legitimately be negative (potentials, currents).
 SIGNED = ("e_", "v_", "i_")
 
@@ -451,7 +465,7 @@ class CascadeModel(ModelSpec):
         start = time.perf_counter()
         budget = None if deadline is None else max(deadline - start, 0.0)
         out: list[np.ndarray] = []
-        a = 0
+        a = first = 0
         for end in segments[1:]:
             while a < end:
                 b = end
@@ -463,13 +477,51 @@ class CascadeModel(ModelSpec):
                         per_interval = max((time.perf_counter() - start) / a, 1e-12)  # s of wall time per interval
                         size = max(1, int(TIME_LIMIT_CHECK_SHARE * budget / per_interval))
                     b = min(end, a + size)
-                piece = np.asarray(self.rr.simulate(times=times[a : b + 1], selections=selections))
+                piece, attempt = self._piece(times[a : b + 1], selections, first)
+                # a run that needed the A-stable fallback keeps it (its slow mode does not go away between
+                # pieces: 4 pieces of 0.2 s each otherwise, measured)
+                first = min(attempt, 1)
                 out.append(piece if not out else piece[1:])
                 a = b
         self._check_deadline(deadline, params)
         self._end_state = {name: float(self.rr[name]) for name in steady_state.MAX_RATE if name in self._ids}
         steady_state.clear_dose_event_quirk(self.rr)
         return np.vstack(out)
+
+    def _piece(self, times: np.ndarray, selections: list[str], first: int = 0) -> tuple[np.ndarray, int]:
+        """One piece of a segmented run over ``times`` (s) from the current state.
+
+        Attempts, from ``first`` on: (0) CVODE's default BDF orders with at most :data:`PIECE_MAX_STEPS` steps per
+        output interval; (1) past that, redone from its start state at :data:`FALLBACK_BDF_ORDER`; (2) if that
+        also runs out of steps (a fast transient near runaway, where the higher orders do better), once more at
+        the default orders without the cap, as before the fallback existed.  Other solver failures raise as they
+        are.  Returns the piece's output and the attempt that succeeded."""
+        integrator = self.rr.getIntegrator()
+        start = steady_state.get_state(self.rr, self.space)
+        saved = {k: integrator.getValue(k) for k in ("maximum_num_steps", "maximum_bdf_order")}
+        attempts = (
+            {"maximum_num_steps": PIECE_MAX_STEPS},
+            {"maximum_bdf_order": FALLBACK_BDF_ORDER},
+            {},
+        )
+        try:
+            for k, settings in enumerate(attempts):
+                if k < first:
+                    continue
+                if k > first:
+                    steady_state.set_state(self.rr, self.space, start)
+                for name, value in {**saved, **settings}.items():
+                    integrator.setValue(name, value)
+                try:
+                    with steady_state.quiet_native_stderr():
+                        return np.asarray(self.rr.simulate(times=times, selections=selections)), k
+                except RuntimeError as exc:
+                    if "CV_TOO_MUCH_WORK" not in str(exc) or k == len(attempts) - 1:
+                        raise
+        finally:
+            for name, value in saved.items():
+                integrator.setValue(name, value)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _check_deadline(self, deadline: float | None, params: dict) -> None:
         if deadline is not None and time.perf_counter() > deadline:

@@ -192,7 +192,8 @@ def fix_tolerances(rr) -> np.ndarray:
     return tol
 
 
-def _get_state(rr, space: StateSpace) -> np.ndarray:
+def get_state(rr, space: StateSpace) -> np.ndarray:
+    """The model's state in ``space`` order: rate-rule variables, then floating species amounts (umol)."""
     em = rr.model
     if space.rule_index is not None:
         rules = np.asarray(em.getGlobalParameterValues(space.rule_index), dtype=float)
@@ -201,7 +202,8 @@ def _get_state(rr, space: StateSpace) -> np.ndarray:
     return np.concatenate([rules, np.asarray(em.getFloatingSpeciesAmounts(), dtype=float)])
 
 
-def _set_state(rr, space: StateSpace, x: np.ndarray) -> None:
+def set_state(rr, space: StateSpace, x: np.ndarray) -> None:
+    """Put the state ``x`` (:func:`get_state` order and units) into the model."""
     em = rr.model
     if space.rule_index is not None:
         em.setGlobalParameterValues(space.rule_index, np.asarray(x[: space.n_rules], dtype=float))
@@ -217,7 +219,7 @@ def jacobian(rr, space: StateSpace, columns: np.ndarray | None = None) -> tuple[
     Returns (J, x, f) with the state x and its rates f = dx/dt.  The state is restored on return.  With
     ``columns`` (state indices) only those columns are computed; the others are 0.
     """
-    x0 = _get_state(rr, space)
+    x0 = get_state(rr, space)
     f0 = np.asarray(rr.getRatesOfChange(), dtype=float)
     n = len(x0)
     jac = np.zeros((n, n))
@@ -245,7 +247,7 @@ def jacobian(rr, space: StateSpace, columns: np.ndarray | None = None) -> tuple[
             jac[:, j] = (np.asarray(rr.getRatesOfChange(), dtype=float) - f0) / h
             amounts[j - k] = x0[j]
     finally:
-        _set_state(rr, space, x0)
+        set_state(rr, space, x0)
     return jac, x0, f0
 
 
@@ -257,16 +259,16 @@ def column_groups(rr, space: StateSpace) -> tuple[list[np.ndarray], np.ndarray]:
     current state and at a state with every free component moved by 5 %; the state is restored.  Returns the
     groups and the pattern.
     """
-    x0 = _get_state(rr, space)
+    x0 = get_state(rr, space)
     free = space.free if space.free.size else np.arange(len(x0))
     pattern = jacobian(rr, space, free)[0] != 0
     x1 = x0.copy()
     x1[free] *= 1.0 + 0.05 * np.where(np.arange(len(free)) % 2 == 0, 1.0, -1.0)
     try:
-        _set_state(rr, space, x1)
+        set_state(rr, space, x1)
         pattern |= jacobian(rr, space, free)[0] != 0
     finally:
-        _set_state(rr, space, x0)
+        set_state(rr, space, x0)
     groups: list[list[int]] = []
     rows_used: list[np.ndarray] = []
     for j in free:
@@ -288,7 +290,7 @@ def grouped_jacobian(rr, space: StateSpace) -> tuple[np.ndarray, np.ndarray, np.
     verdict (:func:`check_state` uses the full one)."""
     if space.groups is None or space.pattern is None:
         space.groups, space.pattern = column_groups(rr, space)
-    x0 = _get_state(rr, space)
+    x0 = get_state(rr, space)
     f0 = np.asarray(rr.getRatesOfChange(), dtype=float)
     n = len(x0)
     jac = np.zeros((n, n))
@@ -316,7 +318,7 @@ def grouped_jacobian(rr, space: StateSpace) -> tuple[np.ndarray, np.ndarray, np.
         # keep each column's own rows only: the group's other columns moved the rest of df
         jac *= space.pattern
     finally:
-        _set_state(rr, space, x0)
+        set_state(rr, space, x0)
     return jac, x0, f0
 
 
@@ -347,7 +349,7 @@ def drug_only_parameters(rr, space: StateSpace, candidates: list[str], defaults:
         rr["t_dose"] = 1e30
     rr.reset()
     f0, j0 = signature()
-    x0 = np.maximum(np.abs(_get_state(rr, space)), X_FLOOR)
+    x0 = np.maximum(np.abs(get_state(rr, space)), X_FLOOR)
     # each row on its own scale: the slow states' rows (homeostats, 1e-6 /s) are far below the fast ones, and a
     # scale taken from the whole matrix once hid a parameter that only couples slow states (the Narp weight)
     row_scale = 1e-9 * np.maximum(np.abs(j0).max(axis=1, keepdims=True), np.finfo(float).tiny)
@@ -402,7 +404,7 @@ def drug_free_basis(space: StateSpace) -> np.ndarray:
 
 def relative_rates(rr, space: StateSpace, x: np.ndarray | None = None, f: np.ndarray | None = None) -> np.ndarray:
     """|dx/dt| / max(|x|, X_FLOOR) of every state at the current state (1/s)."""
-    x = _get_state(rr, space) if x is None else x
+    x = get_state(rr, space) if x is None else x
     f = np.asarray(rr.getRatesOfChange(), dtype=float) if f is None else f
     return np.abs(f) / np.maximum(np.abs(x), X_FLOOR)
 
@@ -543,10 +545,10 @@ def polish(rr, space: StateSpace, iterations: int = POLISH_ITERATIONS, drug_free
     if _polish_on(rr, space, space.basis, iterations, np.zeros(0, dtype=int)) or not drug_free:
         return
     zeros = space.n_rules + space.structural_zeros
-    x = _get_state(rr, space)
+    x = get_state(rr, space)
     if np.any(x[zeros] != 0.0):  # solver residue: the drug states are exactly 0 at any drug-free state
         x[zeros] = 0.0
-        _set_state(rr, space, x)
+        set_state(rr, space, x)
     _polish_on(rr, space, drug_free_basis(space), iterations, zeros)
 
 
@@ -565,11 +567,11 @@ def _polish_on(rr, space: StateSpace, q: np.ndarray, iterations: int, zeros: np.
             return n > 0
         x_new = x - step
         x_new[zeros[np.abs(x_new[zeros]) < ABS_TOLERANCE]] = 0.0
-        _set_state(rr, space, x_new)
+        set_state(rr, space, x_new)
         f_new = np.asarray(rr.getRatesOfChange(), dtype=float)
         rel = float(np.max(relative_rates(rr, space, x_new, f_new)))
         if not (np.isfinite(rel) and rel < best):
-            _set_state(rr, space, x)
+            set_state(rr, space, x)
             return True
         x, f, best = x_new, f_new, rel
     return True
@@ -583,8 +585,8 @@ def restore_conserved(rr, space: StateSpace, x_start: np.ndarray) -> None:
     q = space.basis
     if q.shape[1] == q.shape[0]:
         return
-    x = _get_state(rr, space)
-    _set_state(rr, space, x_start + q @ (q.T @ (x - x_start)))
+    x = get_state(rr, space)
+    set_state(rr, space, x_start + q @ (q.T @ (x - x_start)))
 
 
 def clear_dose_event_quirk(rr) -> None:
@@ -651,7 +653,20 @@ class _VariableSteps:
         self.rr.timeCourseSelections = self.selections
         try:  # also after a failed run, so that the next reset is clean
             with quiet_native_stderr():
-                clear_dose_event_quirk(self.rr)
+                if exc[0] is not None and not issubclass(exc[0], OscillationError):
+                    # CVODE can spend seconds failing again on a 1-ns run from the state a solver failure leaves
+                    # (measured: 1.5 s per failed Sobol set): clear the quirk from the initial state, then put
+                    # the failed run's state back (a caller may go on from where it stopped, e.g. with Newton)
+                    em = self.rr.model
+                    amounts = np.array(em.getFloatingSpeciesAmounts(), dtype=float)
+                    rules = {s: em.getValue(s) for s in em.getRateRuleSymbols()}
+                    self.rr.reset()
+                    clear_dose_event_quirk(self.rr)
+                    em.setFloatingSpeciesAmounts(amounts)
+                    for sym, v in rules.items():
+                        em.setValue(sym, v)
+                else:
+                    clear_dose_event_quirk(self.rr)
         except Exception:  # noqa: BLE001, S110  (the state is unusable after a failure anyway; callers reset)
             pass
         return False
@@ -734,7 +749,7 @@ def equilibrate(rr, space: StateSpace, duration: float = EQUILIBRATION_TIME) -> 
 
     The model is left at the equilibrated state; the caller restarts its clock.
     """
-    x_start = _get_state(rr, space)
+    x_start = get_state(rr, space)
     try:
         pre_run(rr, duration)
     except OscillationError as exc:
@@ -807,10 +822,10 @@ def _newton(rr, space: StateSpace, iterations: int, drug_free: bool = True) -> b
     zeros = space.n_rules + space.structural_zeros
     if columns is not None:
         # round-off left in the drug states by earlier steps: they are exactly 0 at any drug-free state
-        x = _get_state(rr, space)
+        x = get_state(rr, space)
         if np.any(x[zeros] != 0.0):
             x[zeros] = 0.0
-            _set_state(rr, space, x)
+            set_state(rr, space, x)
     for _ in range(iterations):
         jac, x, f = grouped_jacobian(rr, space) if columns is not None else jacobian(rr, space)
         try:
@@ -829,10 +844,10 @@ def _newton(rr, space: StateSpace, iterations: int, drug_free: bool = True) -> b
             # drug-bound states are exactly 0 at every drug-free steady state; the finite-difference Jacobian
             # leaves round-off (~1e-14) in them that no further step removes, so put them back to 0
             x_new[zeros[np.abs(x_new[zeros]) < ABS_TOLERANCE]] = 0.0
-            _set_state(rr, space, x_new)
+            set_state(rr, space, x_new)
             f_new = np.asarray(rr.getRatesOfChange(), dtype=float)
             if not np.all(np.isfinite(f_new)):
-                _set_state(rr, space, x)
+                set_state(rr, space, x)
                 if step == 0:
                     return False
                 break
@@ -861,15 +876,15 @@ def continue_parameters(
     caller checks stability (:func:`check_state`).
     """
     s, ds = 0.0, 1.0 / steps
-    x = _get_state(rr, space)
+    x = get_state(rr, space)
     while s < 1.0:
         s_next = min(1.0, s + ds)
         set_parameters(rr, space, {k: _interpolate(start[k], target[k], s_next) for k in target})
         if _newton(rr, space, CONTINUATION_ITERATIONS):
-            s, x = s_next, _get_state(rr, space)
+            s, x = s_next, get_state(rr, space)
             ds = min(2 * ds, 1.0 / steps)  # back to the full step once the branch is easy again
             continue
-        _set_state(rr, space, x)
+        set_state(rr, space, x)
         ds /= 2
         if ds < 1.0 / (steps * CONTINUATION_MIN_STEP):
             set_parameters(rr, space, target)
