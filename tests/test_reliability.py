@@ -458,3 +458,19 @@ def test_piece_redone_at_bdf2_from_its_start_state(monkeypatch):
     monkeypatch.setattr(M, "PIECE_MAX_STEPS", 20000)
     # the drug's tail (1e-4 of its peak) moves by 1e-4 of itself: an absolute 1e-6 (uM, or relative units) covers it
     np.testing.assert_allclose(low, model.simulate_array(t2, whole, OBS, equilibrate=True), rtol=1e-4, atol=1e-6)
+
+
+def test_bursting_circuit_fails_by_step_budget_under_a_time_limit():
+    """Sobol sample 24130 of the rat box (N 256, seed 0) bursts under the drug (population bursts for hours).
+    Under a time limit it fails by the deterministic step budget, with the reason, long before the limit; the
+    same set's drug-free state is fine (the failure is the dosed run's)."""
+    from analysis.analyses.global_sensitivity import build_problem, sobol_sample, to_physical
+    from analysis.analyses.readouts import readout_times
+    from analysis.core.errors import StepBudgetError
+
+    model = load_model("rat")
+    problem, bounds = build_problem(model)
+    subject = to_physical(sobol_sample(problem, 256, seed=0), bounds).iloc[24130].to_dict()
+    assert model.drug_free_state(subject).ok
+    with pytest.raises(StepBudgetError, match="bursts or runs away under the drug"):
+        model.simulate_array(readout_times(0, 2 * 86400), subject, ["glutamate_rel"], equilibrate=True, time_limit=60)

@@ -27,5 +27,10 @@ class SimulationTimeout(SimulationError):
     """One simulation exceeded its time limit (a pathological parameter set)."""
 
 
+class StepBudgetError(SimulationTimeout):
+    """Under a time limit, one output interval needed more CVODE steps than its budget even at the A-stable BDF
+    order (a circuit that bursts or runs away under the drug): stops the run where the wall clock could not."""
+
+
 class RunawayError(SimulationError):
     """A run ended on the runaway (seizure-like) branch of the circuit instead of a physiological state."""
