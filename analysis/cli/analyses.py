@@ -269,7 +269,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="local or global (Morris, Sobol) sensitivity analysis; defaults on 2 cores (model v2): local ~20 s; "
         "morris over every table parameter ~2.2 min (1190 runs; ~40 %% fail at range ends, and each failure removes "
         "only the elementary effects of its own steps); sobol --samples 256 over every "
-        "parameter (30,720 runs) ~19 min: pass --parameters to screen fewer, or --scheduler",
+        "parameter (30,720 runs) ~8 min: pass --parameters to screen fewer, or --scheduler",
     )
     p.add_argument("--species", choices=SPECIES, default="rat")
     p.add_argument("--method", choices=("local",) + GLOBAL_METHODS, default="local")
