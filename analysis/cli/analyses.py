@@ -267,7 +267,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "sensitivity",
         help="local or global (Morris, Sobol) sensitivity analysis; defaults on 2 cores (model v2): local ~20 s; "
-        "morris over every table parameter ~2.2 min (1190 runs; ~40 %% fail at range ends, and each failure removes "
+        "morris over every table parameter ~1.2 min (1190 runs; ~40 %% fail at range ends, and each failure removes "
         "only the elementary effects of its own steps); sobol --samples 256 over every "
         "parameter (30,720 runs) ~8 min: pass --parameters to screen fewer, or --scheduler",
     )
