@@ -460,6 +460,28 @@ def test_piece_redone_at_bdf2_from_its_start_state(monkeypatch):
     np.testing.assert_allclose(low, model.simulate_array(t2, whole, OBS, equilibrate=True), rtol=1e-4, atol=1e-6)
 
 
+def test_ordinary_equilibrated_runs_do_not_fall_back(monkeypatch):
+    """The step cap grows with the output interval: an ordinary equilibrated run on the sparse 7-day grid of a
+    population (30-min intervals) and on the dense readout grid keeps CVODE's default orders in every piece."""
+    from analysis.analyses.readouts import readout_times
+    from analysis.core import model as M
+
+    model = load_model("rat")
+    attempts = []
+    piece = M.CascadeModel._piece
+
+    def spy(self, *args, **kwargs):
+        out = piece(self, *args, **kwargs)
+        attempts.append(out[1])
+        return out
+
+    monkeypatch.setattr(M.CascadeModel, "_piece", spy)
+    params = {"dose": 10.0, "k_akt_trkb": 1.2 * model.defaults["k_akt_trkb"]}
+    for times in (np.arange(0, 7 * 86400 + 1, 1800.0), readout_times(0, 2 * 86400)):
+        model.simulate_array(times, params, OBS, equilibrate=True)
+    assert attempts and set(attempts) == {0}, attempts
+
+
 def test_bursting_circuit_fails_by_step_budget_under_a_time_limit():
     """Sobol sample 24130 of the rat box (N 256, seed 0) bursts under the drug (population bursts for hours).
     Under a time limit it fails by the deterministic step budget, with the reason, long before the limit; the

@@ -130,6 +130,11 @@ TIME_LIMIT_CHECK_SHARE = 0.05
 #: (sets at ~300 steps per interval stay slow); 200: 1.2 / 3.5 s; 100: 1.2 / 3.9 s; 60: 1.5 / 8.3 s (the dose's
 #: own transient then sends most ordinary pieces to the fallback).  A false alarm costs one piece at BDF2 (ms).
 PIECE_MAX_STEPS = 200
+#: ... and at least this many per hour of output interval: CVODE's steps per interval grow with the interval, and on
+#: the 30-min grid of a 7-day population run a flat 200 sent nearly every piece of ordinary sets to the fallback
+#: (equilibrated / plain cost 3.8 instead of 1.4, `benchmarks/bench_population.py`).  Measured on 30 sets of that
+#: benchmark: median ratio 1.40 at 2000 per hour, 1.37 at 4000, 1.36 uncapped; slow-mode sets need ~36,000 per hour.
+PIECE_MAX_STEPS_PER_HOUR = 2000
 #: BDF order of a piece redone after :data:`PIECE_MAX_STEPS`: BDF2 is A-stable, so the lightly damped mode cannot
 #: make its step size collapse (the slow sets above: 0.03 s each).  Not used throughout because at the package's
 #: tolerances BDF2 needs more steps than orders up to 5 (ordinary sets 1.6x slower); the two agree to ~1e-4,
@@ -524,14 +529,15 @@ class CascadeModel(ModelSpec):
         integrator = self.rr.getIntegrator()
         start = steady_state.get_state(self.rr, self.space)
         saved = {k: integrator.getValue(k) for k in ("maximum_num_steps", "maximum_bdf_order")}
+        interval = float(np.max(np.diff(times))) if len(times) > 1 else 0.0
+        cap = int(max(PIECE_MAX_STEPS, PIECE_MAX_STEPS_PER_HOUR * interval / 3600.0))
         attempts: tuple[dict, ...] = (
-            {"maximum_num_steps": PIECE_MAX_STEPS},
+            {"maximum_num_steps": cap},
             {"maximum_bdf_order": FALLBACK_BDF_ORDER},
             {},
         )
         budget = 0
         if limited:
-            interval = float(np.max(np.diff(times))) if len(times) > 1 else 0.0
             budget = int(FALLBACK_MAX_STEPS * max(1.0, interval / 30.0))
             attempts = (attempts[0], {**attempts[1], "maximum_num_steps": budget}, {"maximum_num_steps": budget})
         try:
