@@ -446,6 +446,7 @@ def test_piece_redone_at_bdf2_from_its_start_state(monkeypatch):
     reference, attempt = model._piece(times, selections)
     assert attempt == 0
     monkeypatch.setattr(M, "PIECE_MAX_STEPS", 20)
+    monkeypatch.setattr(M, "PIECE_MAX_STEPS_PER_HOUR", 0)
     model.apply(params)
     capped, attempt = model._piece(times, selections)
     assert attempt == 1

@@ -484,12 +484,19 @@ class CascadeModel(ModelSpec):
         if deadline is None and not pieces:
             return np.asarray(self.rr.simulate(times=times, selections=selections))
         n = len(times) - 1
-        segments = np.unique(np.linspace(0, n, TIME_LIMIT_SEGMENTS + 1).astype(int))
+        # also cut where the output interval jumps by more than 2x (a dense grid turning sparse): a piece's step cap
+        # and budget are sized from its widest interval, which must not give 30-s intervals a 10-min interval's
+        # budget (a smoothly stretched grid, e.g. log-spaced, is not cut at every point)
+        steps = np.diff(times)
+        ratio = steps[1:] / np.maximum(steps[:-1], 1e-300)
+        changes = np.flatnonzero((ratio > 2.0) | (ratio < 0.5)) + 1
+        segments = np.unique(np.concatenate([np.linspace(0, n, TIME_LIMIT_SEGMENTS + 1).astype(int), changes]))
+        segments = segments[segments > 0]
         start = time.perf_counter()
         budget = None if deadline is None else max(deadline - start, 0.0)
         out: list[np.ndarray] = []
         a = first = 0
-        for end in segments[1:]:
+        for end in segments:
             while a < end:
                 b = end
                 if deadline is not None:
@@ -501,12 +508,12 @@ class CascadeModel(ModelSpec):
                         size = max(1, int(TIME_LIMIT_CHECK_SHARE * budget / per_interval))
                     b = min(end, a + size)
                 try:
-                    piece, attempt = self._piece(times[a : b + 1], selections, first, deadline is not None)
+                    piece, attempt = self._piece(times[a : b + 1], selections, first, deadline, params)
                 except StepBudgetError as exc:
                     raise StepBudgetError(f"{self.model_id} with parameters {params}: {exc}") from exc
-                # a run that needed the A-stable fallback keeps it (its slow mode does not go away between
-                # pieces: 4 pieces of 0.2 s each otherwise, measured)
-                first = min(attempt, 1)
+                # a run that needed a fallback starts its next pieces at the attempt that worked (a slow mode does
+                # not go away between pieces: 4 pieces of 0.2 s each otherwise, measured)
+                first = attempt
                 out.append(piece if not out else piece[1:])
                 a = b
         self._check_deadline(deadline, params)
@@ -515,14 +522,20 @@ class CascadeModel(ModelSpec):
         return np.vstack(out)
 
     def _piece(
-        self, times: np.ndarray, selections: list[str], first: int = 0, limited: bool = False
+        self,
+        times: np.ndarray,
+        selections: list[str],
+        first: int = 0,
+        deadline: float | None = None,
+        params: dict | None = None,
     ) -> tuple[np.ndarray, int]:
         """One piece of a segmented run over ``times`` (s) from the current state.
 
         Attempts, from ``first`` on: (0) CVODE's default BDF orders with at most :data:`PIECE_MAX_STEPS` steps per
         output interval; (1) past that, redone from its start state at :data:`FALLBACK_BDF_ORDER`; (2) if that
         also runs out of steps (a fast transient near runaway, where the higher orders do better), once more at
-        the default orders without the cap, as before the fallback existed.  Under a time limit (``limited``),
+        the default orders without the cap, as before the fallback existed.  Under a time limit (``deadline``, the
+        clock is checked before each redo),
         attempts 1 and 2 have the step budget :data:`FALLBACK_MAX_STEPS`, and past it in both the set fails with
         :class:`StepBudgetError`.  Other solver failures raise as they are.  Returns the piece's output and the
         attempt that succeeded."""
@@ -536,6 +549,7 @@ class CascadeModel(ModelSpec):
             {"maximum_bdf_order": FALLBACK_BDF_ORDER},
             {},
         )
+        limited = deadline is not None
         budget = 0
         if limited:
             budget = int(FALLBACK_MAX_STEPS * max(1.0, interval / 30.0))
@@ -545,6 +559,7 @@ class CascadeModel(ModelSpec):
                 if k < first:
                     continue
                 if k > first:
+                    self._check_deadline(deadline, params or {})
                     steady_state.set_state(self.rr, self.space, start)
                 for name, value in {**saved, **settings}.items():
                     integrator.setValue(name, value)

@@ -660,11 +660,13 @@ class _VariableSteps:
                     em = self.rr.model
                     amounts = np.array(em.getFloatingSpeciesAmounts(), dtype=float)
                     rules = {s: em.getValue(s) for s in em.getRateRuleSymbols()}
-                    self.rr.reset()
-                    clear_dose_event_quirk(self.rr)
-                    em.setFloatingSpeciesAmounts(amounts)
-                    for sym, v in rules.items():
-                        em.setValue(sym, v)
+                    try:
+                        self.rr.reset()
+                        clear_dose_event_quirk(self.rr)
+                    finally:
+                        em.setFloatingSpeciesAmounts(amounts)
+                        for sym, v in rules.items():
+                            em.setValue(sym, v)
                 else:
                     clear_dose_event_quirk(self.rr)
         except Exception:  # noqa: BLE001, S110  (the state is unusable after a failure anyway; callers reset)
