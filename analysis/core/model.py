@@ -534,11 +534,10 @@ class CascadeModel(ModelSpec):
         Attempts, from ``first`` on: (0) CVODE's default BDF orders with at most :data:`PIECE_MAX_STEPS` steps per
         output interval; (1) past that, redone from its start state at :data:`FALLBACK_BDF_ORDER`; (2) if that
         also runs out of steps (a fast transient near runaway, where the higher orders do better), once more at
-        the default orders without the cap, as before the fallback existed.  Under a time limit (``deadline``, the
-        clock is checked before each redo),
-        attempts 1 and 2 have the step budget :data:`FALLBACK_MAX_STEPS`, and past it in both the set fails with
-        :class:`StepBudgetError`.  Other solver failures raise as they are.  Returns the piece's output and the
-        attempt that succeeded."""
+        the default orders without the cap, as before the fallback existed.  Under a time limit (``deadline``; the
+        clock is checked before each redo) attempts 1 and 2 have the step budget :data:`FALLBACK_MAX_STEPS`, and
+        past it in both the set fails with :class:`StepBudgetError`.  Other solver failures raise as they are.
+        Returns the piece's output and the attempt that succeeded."""
         integrator = self.rr.getIntegrator()
         start = steady_state.get_state(self.rr, self.space)
         saved = {k: integrator.getValue(k) for k in ("maximum_num_steps", "maximum_bdf_order")}
