@@ -507,10 +507,7 @@ class CascadeModel(ModelSpec):
                         per_interval = max((time.perf_counter() - start) / a, 1e-12)  # s of wall time per interval
                         size = max(1, int(TIME_LIMIT_CHECK_SHARE * budget / per_interval))
                     b = min(end, a + size)
-                try:
-                    piece, attempt = self._piece(times[a : b + 1], selections, first, deadline, params)
-                except StepBudgetError as exc:
-                    raise StepBudgetError(f"{self.model_id} with parameters {params}: {exc}") from exc
+                piece, attempt = self._piece(times[a : b + 1], selections, first, deadline, params)
                 # a run that needed a fallback starts its next pieces at the attempt that worked (a slow mode does
                 # not go away between pieces: 4 pieces of 0.2 s each otherwise, measured)
                 first = attempt
@@ -568,14 +565,16 @@ class CascadeModel(ModelSpec):
                 except RuntimeError as exc:
                     if "CV_TOO_MUCH_WORK" not in str(exc):
                         raise
-                    if limited and k == len(attempts) - 1:
-                        raise StepBudgetError(
-                            f"the circuit bursts or runs away under the drug: more than {budget} "
-                            f"CVODE steps in one output interval between t = {times[0]:g} and {times[-1]:g} s, even "
-                            f"at BDF order {FALLBACK_BDF_ORDER} (a step budget that stands in for the time limit)"
-                        ) from exc
-                    if k == len(attempts) - 1:
+                    if k < len(attempts) - 1:
+                        continue
+                    if not limited:
                         raise
+                    raise StepBudgetError(
+                        f"{self.model_id} with parameters {params}: the circuit bursts or runs away under the "
+                        f"drug: more than {budget} CVODE steps in one output interval between t = {times[0]:g} and "
+                        f"{times[-1]:g} s, even at BDF order {FALLBACK_BDF_ORDER} (a step budget that stands in for "
+                        "the time limit)"
+                    ) from exc
         finally:
             for name, value in saved.items():
                 integrator.setValue(name, value)
