@@ -10,7 +10,8 @@ Prints, side by side, the ratios issue 9 sets as targets (2-core machine):
    one-core plain libroadrunner loop run as a whole process on the same output grid              (>= 0.8)
 3. plain ensembles (dose varied) on 2 workers vs the raw loop, whole processes                  (>= 1.7)
 4. 10^4 rat subjects through ``ketamine-cascade ensemble``: wall time, peak memory per worker and of
-   the client, failures.
+   the client, failures; and, at the same N, the raw loop and the plain engine, so that targets 2 and 3
+   are also read where start-up no longer dominates.
 
 Whole-process timings are medians of ``--repeats`` runs, each side run back to back, because this
 machine's speed drifts by tens of percent from minute to minute.
@@ -168,8 +169,12 @@ def large_population(n: int) -> dict:
         manifest = json.loads(Path(f"{tmp}/ens/manifest.json").read_text())
         size = sum(p.stat().st_size for p in Path(f"{tmp}/ens").rglob("*.parquet"))
     workers = sorted(peak.values(), reverse=True)[:2]
+    raw = _timed([PY, "-c", RAW_SCRIPT, str(n), "7"])
+    plain = _timed([PY, "-c", PLAIN_ENGINE_SCRIPT, str(n), "7"])
     return {
         "subjects": n,
+        "raw_wall_s": raw,
+        "plain_engine_wall_s": plain,
         "wall_s": wall,
         "subjects_per_s": n / wall,
         "failures": manifest["n_failed"],
@@ -216,6 +221,11 @@ def main(argv: list[str] | None = None) -> int:
             f"({big['subjects_per_s']:.0f} /s); {big['failures']} failures, {big['ok']} ok; peak RSS per worker "
             f"{', '.join(f'{m:.0f}' for m in big['peak_rss_worker_mb'])} MB, client {big['peak_rss_client_mb']:.0f} MB;"
             f" Parquet {big['parquet_mb']:.0f} MB"
+        )
+        print(
+            f"   same N: raw loop {big['raw_wall_s']:.1f} s, plain engine {big['plain_engine_wall_s']:.1f} s; "
+            f"ensemble CLI / raw {big['raw_wall_s'] / big['wall_s']:.2f} (target >= 0.8), "
+            f"plain engine / raw {big['raw_wall_s'] / big['plain_engine_wall_s']:.2f} (target >= 1.7)"
         )
         result["large"] = big
     if args.json:

@@ -286,6 +286,17 @@ def _terminate_like_interrupt():
     return signal.signal(signal.SIGTERM, _on_sigterm)
 
 
+def _uses_local_cluster(args: argparse.Namespace) -> bool:
+    """Whether the command will start a local Dask cluster (ensembles, populations, global sensitivity)."""
+    if args.command == "sensitivity" and getattr(args, "method", "local") == "local":
+        return False
+    return (
+        args.command in ("ensemble", "population", "sensitivity")
+        and getattr(args, "workers", None) != 0
+        and not getattr(args, "scheduler", None)
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ketamine-cascade", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -346,6 +357,10 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_run)
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
+    if _uses_local_cluster(args):  # the workers' imports run in the background while this process prepares the run
+        from analysis.engine.forkserver import start_worker_server
+
+        start_worker_server()
     previous = _terminate_like_interrupt()
     try:
         code = args.func(args)

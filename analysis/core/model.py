@@ -103,26 +103,28 @@ INPUTS = frozenset(
         "bdnf_secretion",
     }
 )
-#: Pieces an equilibrated or time-limited run is integrated in: CVODE restarts at each boundary (and the clock of a
-#: time-limited run is checked there).  Why restarts: BDF orders 3-5 are not A-stable, and for some parameter sets
-#: a lightly damped mode of the circuit makes CVODE's order selection fail again and again after the dose, so one
-#: uninterrupted 2-day run takes 5-7 s and can end in "too much work" although nothing oscillates (49 of 952 Sobol
-#: sets of the rat box; the same sets in 8 pieces take 0.03 s each and agree with an A-stable BDF2 run at relative
-#: tolerance 1e-9 to 6e-5).  libroadrunner does not expose CVODE's stability-limit detection, which targets exactly
-#: this; a restart resets the order to 1.  A plain run of the shipped state stays one uninterrupted run, so that it
-#: reproduces the README recipe in any libroadrunner exactly (pieces move it by up to 1e-5, relative).
-TIME_LIMIT_SEGMENTS = 8
+#: Fixed segments an equilibrated or time-limited run is cut into (CVODE restarts at each boundary; a run is also
+#: cut where its output interval jumps, and under a time limit into pieces sized from its speed, see below).  History:
+#: BDF orders 3-5 are not A-stable, and for some parameter sets a lightly damped mode of the circuit made CVODE's
+#: order selection fail again and again after the dose (one uninterrupted 2-day run 5-7 s, 49 of 952 Sobol sets of
+#: the rat box); 8 restarts cured most of them.  The step cap with its BDF2 redo (:data:`PIECE_MAX_STEPS`) now catches
+#: that mode in any piece, and the restarts only cost: measured 2026-11-29 on 300 population subjects (7-day grid of
+#: the population command, 60-s limit) 13.0-13.4 ms a set with 8 segments, 11.5 with 2, 10.8 with 1; on 1,200 sets of
+#: the rat Sobol box (48-h readout grid, 2-s limit) 21.5 s of CPU with 8, 20.4 with 1, the same failures (5 step
+#: budgets, 114 drug-free states) and outputs that agree to 4.5e-5 of each observable's range.  A plain run of the
+#: shipped state stays one uninterrupted run, so that it reproduces the README recipe in any libroadrunner exactly.
+TIME_LIMIT_SEGMENTS = 1
 #: A time-limited run starts with a piece of this many output intervals; after it each piece is sized from the run's
 #: own speed so far to take about :data:`TIME_LIMIT_CHECK_SHARE` of the limit, so that its clock is checked that
 #: often.  A set whose circuit oscillates under the drug costs ~0.1 s of CPU per 30-s output interval: with 8 fixed
 #: pieces of a 48-h readout grid (1261 times) the first piece alone ran 18 s past a 2-s limit, hence small pieces
 #: for slow runs.  Fixed pieces of 40 intervals (32 restarts on that grid) made the ordinary sets ~30 % slower than 8
-#: pieces (median 24 vs 18 ms, 480 Sobol sets of the rat box); sized pieces keep the 8 segments for them.
+#: pieces (median 24 vs 18 ms, 480 Sobol sets of the rat box); sized pieces keep ordinary sets in one or two pieces.
 TIME_LIMIT_PIECE_INTERVALS = 40
 #: Share of the time limit one piece of a time-limited run may take, at the speed measured so far (see above).
 TIME_LIMIT_CHECK_SHARE = 0.05
 #: CVODE steps allowed per output interval in a piece of a segmented run before the piece is redone at
-#: :data:`FALLBACK_BDF_ORDER`.  The restarts of :data:`TIME_LIMIT_SEGMENTS` do not cure every set: in the rat
+#: :data:`FALLBACK_BDF_ORDER`.  Restarts alone (8 fixed segments, the earlier design) did not cure every set: in the rat
 #: Sobol box some base rows (and their ~120 one-coordinate neighbours) still took 0.2-7 s each at BDF orders up
 #: to 5, hundreds of steps per 30-s output interval although nothing oscillates (the rates settle
 #: monotonically), where an ordinary piece takes ~1 ms for 150 intervals.  Measured on the rat Sobol box
@@ -319,8 +321,9 @@ class CascadeModel(ModelSpec):
             ``False`` with changed physiology warns (:class:`NotAtSteadyStateWarning`) if the start is
             not steady.
         time_limit:
-            Wall-clock limit (s).  The run is then integrated in :data:`TIME_LIMIT_SEGMENTS` pieces and
-            the clock is checked between them; past the limit it raises :class:`SimulationTimeout`.
+            Wall-clock limit (s).  The run is then integrated in pieces sized from its speed (at least
+            :data:`TIME_LIMIT_SEGMENTS`) and the clock is checked between them; past the limit it raises
+            :class:`SimulationTimeout`.
             ``None`` (default): one uninterrupted integration.
 
         Returns

@@ -20,8 +20,9 @@ Design
   atomically with a manifest (:mod:`analysis.engine.store`): the previous results are untouched until
   the new run has finished, one writer at a time, and ``resume=True`` finishes an interrupted run.
 * ``scheduler=None`` starts a local cluster (one single-threaded worker process per
-  core, or ``workers``); ``scheduler="tcp://host:8786"`` uses an existing cluster; on
-  SLURM/PBS create the cluster with dask-jobqueue and pass its ``scheduler_address``.
+  core, or ``workers``, forked from a server with the package imported: :mod:`analysis.engine.forkserver`);
+  ``scheduler="tcp://host:8786"`` uses an existing cluster; on SLURM/PBS create the cluster with
+  dask-jobqueue and pass its ``scheduler_address``.
   A Dask scheduler runs pickled code on its workers: connect only to schedulers you trust.
 """
 
@@ -244,12 +245,16 @@ def _client(workers: int | None, scheduler: str | None):
                 f"cannot reach the Dask scheduler at {scheduler} within {CONNECT_TIMEOUT_S:g} s: {exc}"
             ) from None
     n = workers or os.cpu_count() or 1
+    from analysis.engine.forkserver import forked_workers
+
     # Worker logs below CRITICAL are not printed: a failed set or a lost chunk is a failure row with its reason, and
     # the one ERROR a normal run could print is a worker's heartbeat racing the shutdown (a CommClosedError
     # traceback after the results are complete).
-    cluster = LocalCluster(
-        n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.CRITICAL
-    )
+    # The workers are forked from a server that has the package imported (analysis.engine.forkserver), not spawned.
+    with forked_workers():
+        cluster = LocalCluster(
+            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.CRITICAL
+        )
     return Client(cluster), cluster
 
 
