@@ -154,7 +154,11 @@ def large_population(n: int) -> dict:
                 try:
                     client_peak = max(client_peak, parent.memory_info().rss)
                     for child in parent.children(recursive=True):
-                        if "worker" in " ".join(child.cmdline()) or "spawn" in " ".join(child.cmdline()):
+                        # spawned workers run multiprocessing.spawn; forked ones are children of the fork server
+                        # (whose own command line names the fork server, as theirs do); not the resource tracker
+                        cmd = " ".join(child.cmdline())
+                        forked = "forkserver" in cmd and child.ppid() != proc.pid
+                        if forked or ("spawn" in cmd and "resource_tracker" not in cmd):
                             peak[child.pid] = max(peak.get(child.pid, 0.0), child.memory_info().rss)
                 except psutil.Error:
                     pass
