@@ -266,10 +266,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the analysis subcommands to ``subparsers`` (of the ``ketamine-cascade`` parser)."""
     p = subparsers.add_parser(
         "sensitivity",
-        help="local or global (Morris, Sobol) sensitivity analysis; defaults on 2 cores (model v2): local ~20 s; "
-        "morris over every table parameter ~1.2 min (1190 runs; ~40 %% fail at range ends, and each failure removes "
+        help="local or global (Morris, Sobol) sensitivity analysis; defaults on 2 cores (model v2): local ~15 s; "
+        "morris over every table parameter ~1.1 min (1190 runs; ~40 %% fail at range ends, and each failure removes "
         "only the elementary effects of its own steps); sobol --samples 256 over every "
-        "parameter (30,720 runs) ~8 min: pass --parameters to screen fewer, or --scheduler",
+        "parameter (30,720 runs) ~7 min: pass --parameters to screen fewer, or --scheduler",
     )
     p.add_argument("--species", choices=SPECIES, default="rat")
     p.add_argument("--method", choices=("local",) + GLOBAL_METHODS, default="local")

@@ -324,13 +324,13 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser(
         "ensemble",
         help="simulate N sampled parameter sets on Dask; Parquet output "
-        "(2 cores: ~5 s start-up + ~1 s per 100 subjects, 7 days)",
+        "(2 cores: ~3 s start-up + ~0.8 s per 100 subjects, 7 days)",
     )
     _ensemble_args(p)
     p.add_argument("--out", required=True, help="output folder (Parquet parts)")
     p.set_defaults(func=cmd_ensemble)
     p = sub.add_parser(
-        "population", help="virtual population: percentile bands and figure (2 cores: ~10 s for 200 subjects)"
+        "population", help="virtual population: percentile bands and figure (2 cores: ~8 s for 200 subjects)"
     )
     _ensemble_args(p)
     p.add_argument("--out", default=str(RESULTS / "population"))
