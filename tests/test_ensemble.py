@@ -205,6 +205,22 @@ def test_population_bands(serial):
     assert (b.diff(axis=1).iloc[:, 1:] >= -1e-12).all().all()  # percentiles ordered
 
 
+def test_bands_from_a_streamed_run_equal_bands_from_the_tidy_frame(sets, serial, tmp_path):
+    """percentile_bands of a run streamed to a folder reads the Parquet parts straight into a cube (no tidy frame):
+    the same numbers as from the frame; a part that lost rows is refused, not summarised."""
+    from analysis.engine.store import IncompleteEnsemble, completed_run, read_ensemble_cube
+
+    res = run_ensemble(sets, "rat", T, OBS, workers=0, chunk_size=3, out=tmp_path, progress=False)
+    pd.testing.assert_frame_equal(percentile_bands(res), percentile_bands(serial), check_exact=True)
+    ids, times, observables, cube = read_ensemble_cube(tmp_path)
+    assert list(ids) == list(sets.index) and np.array_equal(times, T) and observables == OBS
+    assert np.array_equal(cube[2], serial.data.loc[sets.index[2]].to_numpy())
+    part = sorted(completed_run(tmp_path)[1].glob("part-*.parquet"))[0]
+    pd.read_parquet(part).iloc[:-1].to_parquet(part)  # one output time of the last sample lost
+    with pytest.raises(IncompleteEnsemble, match="whole samples"):
+        percentile_bands(res)
+
+
 def test_population_cli(tmp_path):
     assert (
         cli.main(

@@ -238,6 +238,46 @@ def read_ensemble(path: str | Path) -> pd.DataFrame:
     return data
 
 
+def read_ensemble_cube(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """The completed run in ``path`` as arrays, without building the tidy frame: (sample ids, times [s], observables,
+    values[sample, time, observable]), samples in the order written (chunk order = the parameter table's order).
+
+    For summaries over thousands of subjects (percentile bands): it skips the frame's MultiIndex and the sort that
+    :func:`read_ensemble` needs.  Each part holds whole samples, each on the run's time grid (checked).
+    """
+    import pyarrow.parquet as pq
+
+    manifest, folder = completed_run(path)
+    parts = sorted(folder.glob("part-*.parquet"))
+    if not parts:
+        raise IncompleteEnsemble(f"run {manifest['run_id']} in {path} has no successful simulation")
+    observables = list(manifest["observables"])
+    n_times = int(manifest["times_s"][2])
+    ids, cubes, times = [], [], None
+    for part in parts:
+        table = pq.read_table(part)
+        sample_col, time_col = table.schema.pandas_metadata["index_columns"]
+        t = table.column(time_col).to_numpy()
+        n = len(t) // n_times
+        if n * n_times != len(t) or not np.array_equal(
+            t.reshape(n, n_times), np.broadcast_to(t[:n_times], (n, n_times))
+        ):
+            raise IncompleteEnsemble(f"{part.name} in {path} does not hold whole samples on one time grid")
+        if times is None:
+            times = t[:n_times]
+        elif not np.array_equal(times, t[:n_times]):
+            raise IncompleteEnsemble(f"{part.name} in {path} has other output times than the first part")
+        ids.append(table.column(sample_col).to_numpy()[::n_times])
+        cubes.append(np.column_stack([table.column(o).to_numpy() for o in observables]).reshape(n, n_times, -1))
+    sample_ids = np.concatenate(ids)
+    if len(sample_ids) != manifest["n_ok"]:
+        raise IncompleteEnsemble(
+            f"run {manifest['run_id']} in {path}: {len(sample_ids)} samples on disk, the manifest records "
+            f"{manifest['n_ok']}"
+        )
+    return sample_ids, times, observables, np.concatenate(cubes)
+
+
 def read_samples(path: str | Path) -> pd.DataFrame:
     """The parameter table of the completed run in ``path``."""
     return pd.read_parquet(completed_run(path)[1] / "samples.parquet")
