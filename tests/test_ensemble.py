@@ -75,6 +75,7 @@ def test_own_local_cluster_forks_its_workers_from_the_preloaded_server(sets, ser
         client, cluster = make_client(workers, scheduler)
         seen["parents"] = set(client.run(os.getppid).values())
         seen["preloaded"] = set(client.run(lambda: "analysis.engine.ensemble" in sys.modules).values())
+        seen["hashes"] = set(client.run(lambda: hash("ketamine")).values())
         return client, cluster
 
     monkeypatch.setattr(ensemble, "_client", client_and_parents)
@@ -82,6 +83,14 @@ def test_own_local_cluster_forks_its_workers_from_the_preloaded_server(sets, ser
     pd.testing.assert_frame_equal(res.data, serial.data, check_exact=True)
     assert seen["preloaded"] == {True}
     assert os.getpid() not in seen["parents"] and len(seen["parents"]) == 1  # the fork server, not this process
+    # the workers run with the environment Dask's nanny gives a spawned worker (here: its fixed hash seed), which a
+    # forked worker can only inherit from the server
+    seed = os.environ.get("PYTHONHASHSEED")
+    seed = seed if seed not in (None, "0") else forkserver.WORKER_ENVIRON["PYTHONHASHSEED"]  # Dask's rule
+    env = {**os.environ, "PYTHONHASHSEED": seed}
+    code = "print(hash('ketamine'))"
+    spawned = int(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout)
+    assert seen["hashes"] == {spawned}
 
 
 def test_streaming_to_parquet(sets, serial, local_client, tmp_path):
