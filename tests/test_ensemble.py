@@ -224,6 +224,10 @@ def test_bands_from_a_streamed_run_equal_bands_from_the_tidy_frame(sets, serial,
     ids, times, observables, cube = read_ensemble_cube(tmp_path)
     assert list(ids) == list(sets.index) and np.array_equal(times, T) and observables == OBS
     assert np.array_equal(cube[2], serial.data.loc[sets.index[2]].to_numpy())
+    one = read_ensemble_cube(tmp_path, ["mtorc1_rel"])  # one column only: what the bands read, observable by observable
+    assert one[2] == ["mtorc1_rel"] and np.array_equal(one[3][..., 0], cube[..., OBS.index("mtorc1_rel")])
+    with pytest.raises(ModelError, match="not recorded"):
+        read_ensemble_cube(tmp_path, ["bdnf_rel"])
     part = sorted(completed_run(tmp_path)[1].glob("part-*.parquet"))[0]
     pd.read_parquet(part).iloc[:-1].to_parquet(part)  # one output time of the last sample lost
     with pytest.raises(IncompleteEnsemble, match="whole samples"):

@@ -32,7 +32,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -238,12 +238,16 @@ def read_ensemble(path: str | Path) -> pd.DataFrame:
     return data
 
 
-def read_ensemble_cube(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+def read_ensemble_cube(
+    path: str | Path, observables: Sequence[str] | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
     """The completed run in ``path`` as arrays, without building the tidy frame: (sample ids, times [s], observables,
     values[sample, time, observable]), samples in the order written (chunk order = the parameter table's order).
 
     For summaries over thousands of subjects (percentile bands): it skips the frame's MultiIndex and the sort that
-    :func:`read_ensemble` needs.  Each part holds whole samples, each on the run's time grid (checked).
+    :func:`read_ensemble` needs, and with ``observables`` (a subset of the run's) reads only those columns, so a
+    summary taken one observable at a time holds one observable's values in memory.  Each part holds whole samples,
+    each on the run's time grid (checked).
     """
     import pyarrow.parquet as pq
 
@@ -251,12 +255,16 @@ def read_ensemble_cube(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[s
     parts = sorted(folder.glob("part-*.parquet"))
     if not parts:
         raise IncompleteEnsemble(f"run {manifest['run_id']} in {path} has no successful simulation")
-    observables = list(manifest["observables"])
+    recorded = list(manifest["observables"])
+    observables = recorded if observables is None else list(observables)
+    unknown = [o for o in observables if o not in recorded]
+    if unknown:
+        raise ModelError(f"observable(s) {unknown} not recorded in run {manifest['run_id']} in {path}")
     n_times = int(manifest["times_s"][2])
     ids, cubes, times = [], [], None
     for part in parts:
-        table = pq.read_table(part)
-        sample_col, time_col = table.schema.pandas_metadata["index_columns"]
+        sample_col, time_col = pq.read_schema(part).pandas_metadata["index_columns"]
+        table = pq.read_table(part, columns=[sample_col, time_col, *observables])
         t = table.column(time_col).to_numpy()
         n = len(t) // n_times
         if n * n_times != len(t) or not np.array_equal(
