@@ -326,7 +326,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "robustness",
         help="drug-free operating point over the plausible ranges (range ends, joint box, continuation), and a "
-        "dosed run of each set; ~90 s on 2 cores",
+        "dosed run of each set; ~30 s on 2 cores",
     )
     p.add_argument("--species", choices=SPECIES, default="rat")
     p.add_argument("--samples", type=int, default=1000, help="jointly sampled parameter sets (log-uniform)")
