@@ -104,8 +104,7 @@ def percentile_bands(
         raise ModelError("every sample must have the same output times to compute percentile bands")
     cube = data.to_numpy(dtype=float).reshape(n_samples, len(times), data.shape[1])  # sample x time x observable
     q = np.percentile(cube, pct, axis=0)  # percentile x time x observable (linear interpolation, as pandas)
-    index = pd.MultiIndex.from_product([times.values, pct], names=["time", "percentile"])
-    return pd.DataFrame(q.transpose(1, 0, 2).reshape(-1, data.shape[1]), index=index, columns=data.columns)
+    return _band_frame(q, times.values, pct, data.columns)
 
 
 def _bands_from_folder(path, pct: np.ndarray) -> pd.DataFrame:
@@ -116,6 +115,10 @@ def _bands_from_folder(path, pct: np.ndarray) -> pd.DataFrame:
     for observable in observables:
         _, times, _, cube = read_ensemble_cube(path, [observable])
         per_observable.append(np.percentile(cube[:, :, 0], pct, axis=0))  # percentile x time
-    q = np.stack(per_observable, axis=2)  # percentile x time x observable
+    return _band_frame(np.stack(per_observable, axis=2), times, pct, list(observables))
+
+
+def _band_frame(q: np.ndarray, times: np.ndarray, pct: np.ndarray, columns) -> pd.DataFrame:
+    """Percentiles ``q`` (percentile x time x observable) as a frame indexed by (time [s], percentile)."""
     index = pd.MultiIndex.from_product([times, pct], names=["time", "percentile"])
-    return pd.DataFrame(q.transpose(1, 0, 2).reshape(-1, len(observables)), index=index, columns=list(observables))
+    return pd.DataFrame(q.transpose(1, 0, 2).reshape(-1, q.shape[2]), index=index, columns=columns)
