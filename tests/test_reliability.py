@@ -359,6 +359,36 @@ def test_concurrent_cli_runs_and_sigint_keep_the_previous_results(tmp_path):
     assert not list(out.rglob(".*.parquet"))  # nothing half-written
 
 
+def test_a_stop_signal_that_lands_in_a_gc_callback_is_delivered_again():
+    """A SIGTERM whose handler runs inside a garbage-collector callback (Dask's client registers one) raises there,
+    and Python swallows it ("Exception ignored"). Found when a SIGTERM during a chunk write let a 4000-subject
+    ensemble run to the end. The CLI's hook re-sends it, so the command still stops."""
+    import gc
+
+    from analysis.cli import commands
+
+    hook = sys.unraisablehook
+    previous = commands._terminate_like_interrupt()
+    fired: list[str] = []
+
+    def callback(phase, info):  # noqa: ARG001 - gc callback signature
+        if phase == "start" and not fired:
+            fired.append(phase)
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs, and raises, inside this callback
+            sum(range(1000))
+
+    gc.callbacks.append(callback)
+    try:
+        with pytest.raises(commands.Terminated):
+            gc.collect()
+            assert fired, "the callback did not run"
+            time.sleep(2)  # the re-sent signal arrives here
+    finally:
+        gc.callbacks.remove(callback)
+        signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = hook
+
+
 def test_sigterm_shuts_the_local_cluster_down_with_its_workers(tmp_path):
     """SIGTERM (a scheduler's or `kill`'s stop) ends the command like Ctrl-C: the local Dask cluster closes and no
     worker process is left computing, orphaned; the exit code is 143 and there is no traceback."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -278,11 +279,33 @@ def _on_sigterm(signum, frame):  # noqa: ARG001 - the signal-handler signature
     raise Terminated()
 
 
+def _redeliver_swallowed_interrupts(previous_hook):
+    """An ``sys.unraisablehook`` that re-sends a stop signal whose exception Python had to swallow.
+
+    A signal handler runs wherever the main thread happens to be. If that is a garbage-collector callback or a
+    finalizer (Dask's client registers a GC callback), Python prints "Exception ignored" and drops the
+    :class:`Terminated` (or ``KeyboardInterrupt``), and the command would run on. The hook sends the same signal
+    again from a helper thread, so it is handled at the main thread's next safe point.
+    """
+
+    def hook(unraisable) -> None:
+        exc = unraisable.exc_value
+        if isinstance(exc, KeyboardInterrupt):
+            signum = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+            threading.Timer(0.01, os.kill, (os.getpid(), signum)).start()
+            return
+        previous_hook(unraisable)
+
+    return hook
+
+
 def _terminate_like_interrupt():
-    """Handle SIGTERM as :class:`Terminated` while a command runs (main thread only); returns the previous handler
-    to restore, or None if no handler could be installed."""
+    """Handle SIGTERM as :class:`Terminated` while a command runs (main thread only), and re-deliver a stop signal
+    that landed where Python cannot raise; returns the previous handler to restore, or None if no handler could be
+    installed."""
     if threading.current_thread() is not threading.main_thread():
         return None
+    sys.unraisablehook = _redeliver_swallowed_interrupts(sys.unraisablehook)
     return signal.signal(signal.SIGTERM, _on_sigterm)
 
 
@@ -361,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         from analysis.engine.forkserver import start_worker_server
 
         start_worker_server()
+    unraisable_hook = sys.unraisablehook
     previous = _terminate_like_interrupt()
     try:
         code = args.func(args)
@@ -380,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = unraisable_hook
     if args.command not in ("build",):
         print(f"wall time {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return code

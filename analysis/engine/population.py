@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy.special import ndtr, ndtri
 
 from analysis.core.model import INPUTS, ModelError
 from analysis.core.tables import Parameter, parameter_bounds, read_parameters
@@ -55,8 +55,11 @@ def _truncated(p: Parameter, n: int, rng: np.random.Generator) -> np.ndarray:
     sigma = max(hi - centre, centre - lo) / 1.96
     if sigma <= 0:
         return np.full(n, p.value)
-    a, b = (lo - centre) / sigma, (hi - centre) / sigma
-    x = stats.truncnorm.rvs(a, b, loc=centre, scale=sigma, size=n, random_state=rng)
+    # Inverse-CDF draw of the truncated normal: the bounds lie within 1.96 sigma of the centre, far from
+    # the tails where differences of ndtr lose precision. Same draws as scipy.stats.truncnorm.rvs with this
+    # generator (to ~1e-15), without importing scipy.stats (~0.45 s of every CLI start).
+    p_lo, p_hi = ndtr((lo - centre) / sigma), ndtr((hi - centre) / sigma)
+    x = centre + sigma * ndtri(p_lo + rng.uniform(size=n) * (p_hi - p_lo))
     return transform(x) if transform else x
 
 

@@ -55,8 +55,10 @@ class IncompleteEnsemble(ModelError):
     """The folder holds no completed run (interrupted, or not an ensemble folder)."""
 
 
-def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    write_atomic(path, lambda p: frame.to_parquet(p))
+def _write_parquet(frame: pd.DataFrame, path: Path, dictionary: bool = True) -> None:
+    """Write ``frame`` atomically. ``dictionary=False`` for float time courses: dictionary-encoding values
+    that rarely repeat costs ~3x the write time (14.6 vs 5.3 ms a 1000-subject chunk) for a larger file."""
+    write_atomic(path, lambda p: frame.to_parquet(p, use_dictionary=dictionary))
 
 
 def spec_digest(
@@ -123,7 +125,7 @@ class RunWriter:
     def write_chunk(self, i: int, frame: pd.DataFrame | None, failures: pd.DataFrame) -> None:
         """Write chunk ``i``: its results (if any succeeded), then its failures (the done marker)."""
         if frame is not None and len(frame):
-            _write_parquet(frame, self.folder / f"part-{i:05d}.parquet")
+            _write_parquet(frame, self.folder / f"part-{i:05d}.parquet", dictionary=False)
         _write_parquet(failures, self.folder / f"fail-{i:05d}.parquet")
 
     def read_failures(self) -> pd.DataFrame:
