@@ -102,3 +102,26 @@ def test_initial_values_are_a_clean_drug_free_state(doc, species):
     for pid in ("ket_pump", "ket_depot", "ket_central", "nmda_int_OB"):
         if pid in m.space.ids:
             assert m.space.ids.index(pid) - m.space.n_rules in m.space.structural_zeros, pid
+
+
+def _names(node: libsbml.ASTNode) -> set[str]:
+    """Identifiers referenced in a MathML tree."""
+    own = {node.getName()} if node.getType() == libsbml.AST_NAME else set()
+    return own.union(*(_names(node.getChild(i)) for i in range(node.getNumChildren())))
+
+
+def test_events_read_no_assignment_rule_parameters(doc):
+    """Event triggers, delays and assignments use only species, compartments and plain parameters: AMICI 1.0 does
+    not substitute parameter assignment rules into event code, and the models failed to compile there while the
+    dose events read `dose_amount`."""
+    m = doc.getModel()
+    ruled = {r.getVariable() for r in m.getListOfRules() if r.isAssignment() and m.getParameter(r.getVariable())}
+    used = {}
+    for ev in m.getListOfEvents():
+        maths = [ev.getTrigger().getMath()] + [a.getMath() for a in ev.getListOfEventAssignments()]
+        if ev.isSetDelay():
+            maths.append(ev.getDelay().getMath())
+        for math in maths:
+            for name in _names(math) & ruled:
+                used.setdefault(ev.getId(), set()).add(name)
+    assert used == {}
