@@ -360,15 +360,15 @@ def test_concurrent_cli_runs_and_sigint_keep_the_previous_results(tmp_path):
 
 
 def test_a_stop_signal_that_lands_in_a_gc_callback_is_delivered_again():
-    """A SIGTERM whose handler runs inside a garbage-collector callback (Dask's client registers one) raises there,
-    and Python swallows it ("Exception ignored"). Found when a SIGTERM during a chunk write let a 4000-subject
-    ensemble run to the end. The CLI's hook re-sends it, so the command still stops."""
+    """A SIGTERM whose handler runs inside a garbage-collector callback (distributed registers one in the client of a
+    local cluster) raises there, and Python swallows it ("Exception ignored"). Found when a SIGTERM during a chunk
+    write let a 4000-subject ensemble run to the end. The CLI's hook raises it again outside the callback, so the
+    command still stops; leaving the command restores the previous handler and hook."""
     import gc
 
     from analysis.cli import commands
 
-    hook = sys.unraisablehook
-    previous = commands._terminate_like_interrupt()
+    hook, handler = sys.unraisablehook, signal.getsignal(signal.SIGTERM)
     fired: list[str] = []
 
     def callback(phase, info):  # noqa: ARG001 - gc callback signature
@@ -377,16 +377,19 @@ def test_a_stop_signal_that_lands_in_a_gc_callback_is_delivered_again():
             os.kill(os.getpid(), signal.SIGTERM)  # the handler runs, and raises, inside this callback
             sum(range(1000))
 
-    gc.callbacks.append(callback)
+    restore = commands._terminate_like_interrupt()
+    assert restore is not None, "pytest runs tests in the main thread"
     try:
+        gc.callbacks.append(callback)
         with pytest.raises(commands.Terminated):
             gc.collect()
-            assert fired, "the callback did not run"
-            time.sleep(2)  # the re-sent signal arrives here
+            time.sleep(5)  # the stop is sent again 10 ms later and interrupts this
+        assert fired, "the callback did not run"
     finally:
-        gc.callbacks.remove(callback)
-        signal.signal(signal.SIGTERM, previous)
-        sys.unraisablehook = hook
+        if callback in gc.callbacks:
+            gc.callbacks.remove(callback)
+        restore()
+    assert sys.unraisablehook is hook and signal.getsignal(signal.SIGTERM) is handler
 
 
 def test_sigterm_shuts_the_local_cluster_down_with_its_workers(tmp_path):

@@ -125,3 +125,16 @@ def test_events_read_no_assignment_rule_parameters(doc):
             for name in _names(math) & ruled:
                 used.setdefault(ev.getId(), set()).add(name)
     assert used == {}
+
+
+def test_dose_events_give_dose_amount(species):
+    """The dose events spell out dose * body_weight / mw_ketamine (above); what they give stays `dose_amount`."""
+    import roadrunner
+
+    r = roadrunner.RoadRunner(str(sbml_path(species)))
+    r["dose"], r["t_dose"] = 7.0, 0.0
+    r["body_weight"] = 1.3 * r["body_weight"]
+    r.reset()  # the t = 0 event fires here
+    given = r["ket_depot"] / r["f_ip"] if species == "rat" else r["ket_pump"]  # umol
+    assert given == pytest.approx(r["dose_amount"], rel=1e-12)
+    assert given == pytest.approx(7.0 * r["body_weight"] / r["mw_ketamine"], rel=1e-12)

@@ -8,11 +8,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
+import queue
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -279,34 +280,60 @@ def _on_sigterm(signum, frame):  # noqa: ARG001 - the signal-handler signature
     raise Terminated()
 
 
-def _redeliver_swallowed_interrupts(previous_hook):
-    """An ``sys.unraisablehook`` that re-sends a stop signal whose exception Python had to swallow.
+class _StopResender:
+    """Sends a stop signal again when Python had to swallow its exception.
 
     A signal handler runs wherever the main thread happens to be. If that is a garbage-collector callback or a
-    finalizer (Dask's client registers a GC callback), Python prints "Exception ignored" and drops the
-    :class:`Terminated` (or ``KeyboardInterrupt``), and the command would run on. The hook sends the same signal
-    again from a helper thread, so it is handled at the main thread's next safe point.
+    finalizer (with a local cluster, `distributed`'s GC diagnostics register a callback in this process), Python
+    prints "Exception ignored" and drops the :class:`Terminated` (or ``KeyboardInterrupt``), and the command would
+    run on. :meth:`hook` (an ``sys.unraisablehook``) queues the signal; a helper thread, started in advance because
+    starting a thread inside a GC callback can deadlock, sends it to the main thread 10 ms later, outside the
+    callback (a real signal, so it also wakes a main thread that waits on a lock). :meth:`close` stops the helper
+    before the handlers are restored, so nothing is sent after the command. Stops lost in other ways (an exception
+    cleared inside C code, a library that catches ``BaseException``) are not covered.
     """
 
-    def hook(unraisable) -> None:
+    def __init__(self, previous_hook) -> None:
+        self.previous_hook = previous_hook
+        self.queue: queue.SimpleQueue[int | None] = queue.SimpleQueue()  # put() is safe inside finalizers
+        self.thread = threading.Thread(target=self._run, name="stop-resender", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        main = threading.main_thread().ident
+        while (signum := self.queue.get()) is not None:
+            time.sleep(0.01)  # let the main thread leave the callback that swallowed the stop
+            signal.pthread_kill(main, signum)
+
+    def hook(self, unraisable) -> None:
         exc = unraisable.exc_value
         if isinstance(exc, KeyboardInterrupt):
-            signum = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
-            threading.Timer(0.01, os.kill, (os.getpid(), signum)).start()
+            self.queue.put(signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
             return
-        previous_hook(unraisable)
+        self.previous_hook(unraisable)
 
-    return hook
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
 
 
-def _terminate_like_interrupt():
-    """Handle SIGTERM as :class:`Terminated` while a command runs (main thread only), and re-deliver a stop signal
-    that landed where Python cannot raise; returns the previous handler to restore, or None if no handler could be
-    installed."""
+def _terminate_like_interrupt() -> Callable[[], None] | None:
+    """While a command runs (main thread only): handle SIGTERM as :class:`Terminated`, and send again a stop signal
+    that landed where Python cannot raise (:class:`_StopResender`). Returns the function that restores what was
+    replaced, or None if nothing was installed (not the main thread)."""
     if threading.current_thread() is not threading.main_thread():
         return None
-    sys.unraisablehook = _redeliver_swallowed_interrupts(sys.unraisablehook)
-    return signal.signal(signal.SIGTERM, _on_sigterm)
+    hook = sys.unraisablehook
+    handler = signal.signal(signal.SIGTERM, _on_sigterm)
+    resender = _StopResender(hook)
+    sys.unraisablehook = resender.hook
+
+    def restore() -> None:
+        resender.close()
+        sys.unraisablehook = hook
+        signal.signal(signal.SIGTERM, handler if handler is not None else signal.SIG_DFL)
+
+    return restore
 
 
 def _uses_local_cluster(args: argparse.Namespace) -> bool:
@@ -384,8 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         from analysis.engine.forkserver import start_worker_server
 
         start_worker_server()
-    unraisable_hook = sys.unraisablehook
-    previous = _terminate_like_interrupt()
+    restore = _terminate_like_interrupt()
     try:
         code = args.func(args)
     except (ModelError, SimulationError, BuildError, TableError) as exc:
@@ -402,9 +428,8 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; completed results are kept, nothing half-written (ensembles: --resume)", file=sys.stderr)
         return 130
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-        sys.unraisablehook = unraisable_hook
+        if restore is not None:
+            restore()
     if args.command not in ("build",):
         print(f"wall time {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return code

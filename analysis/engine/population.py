@@ -57,7 +57,7 @@ def _truncated(p: Parameter, n: int, rng: np.random.Generator) -> np.ndarray:
         return np.full(n, p.value)
     # Inverse-CDF draw of the truncated normal: the bounds lie within 1.96 sigma of the centre, far from
     # the tails where differences of ndtr lose precision. Same draws as scipy.stats.truncnorm.rvs with this
-    # generator (to ~1e-15), without importing scipy.stats (~0.45 s of every CLI start).
+    # generator (to ~1e-15), without importing scipy.stats (~0.45 s for the ensemble and population commands).
     p_lo, p_hi = ndtr((lo - centre) / sigma), ndtr((hi - centre) / sigma)
     x = centre + sigma * ndtri(p_lo + rng.uniform(size=n) * (p_hi - p_lo))
     return transform(x) if transform else x
