@@ -295,3 +295,42 @@ def test_amici_compiles_the_model_and_reproduces_roadrunner(species, tmp_path_fa
         )
         scale = max(np.ptp(expected[:, j]), 1e-9)
         assert np.max(np.abs(got - expected[:, j])) / scale < 1e-5, obs
+
+
+def test_amici_forward_sensitivities_match_the_package_finite_differences(tmp_path_factory):
+    """AMICI's forward sensitivities (exact through the assignment rules) against the package's finite differences
+    on the rat file, 10 mg/kg, no pre-equilibration (optional: skipped without AMICI; ~30 s to compile)."""
+    pytest.importorskip("amici", reason="AMICI is optional: pip install '.[amici]' (needs cmake, a C++ compiler)")
+    import amici
+    import amici.sim.sundials as amici_sim
+    from amici.importers.utils import MeasurementChannel
+
+    from analysis.analyses.sensitivity import fd_timecourse_sensitivities
+
+    observables = ["glutamate_rel", "mtorc1_rel", "synaptic_proteins_rel", "spine_density_rel"]
+    parameters = ["kon_ket", "koff_ket", "k_sp_translation", "ka_ip"]
+    times = np.array([1.0, 3.0, 6.0, 24.0, 72.0]) * 3600.0
+    out = tmp_path_factory.mktemp("amici_sens")
+    channels = [MeasurementChannel(id_=f"y_{o}", name=o, formula=o) for o in observables]
+    amici.SbmlImporter(str(sbml_path("rat"))).sbml2amici("ketamine_rat_sens", str(out), observation_model=channels)
+    model = amici.import_model_module("ketamine_rat_sens", str(out)).get_model()
+    model.set_free_parameter_by_id("dose", 10.0)
+    model.set_timepoints(times)
+    free = list(model.get_free_parameter_ids())
+    model.set_parameter_list([free.index(p) for p in parameters])
+    solver = model.create_solver()
+    solver.set_sensitivity_order(amici_sim.SensitivityOrder.first)
+    solver.set_sensitivity_method(amici_sim.SensitivityMethod.forward)
+    solver.set_relative_tolerance(1e-10)
+    solver.set_absolute_tolerance(1e-14)
+    solver.set_max_steps(10**6)
+    rdata = amici_sim.run_simulation(model, solver)
+    assert rdata.status == 0
+    values = np.array([model.get_free_parameter_by_id(p) for p in parameters])
+    exact = np.asarray(rdata.sy) * values[None, :, None] / np.asarray(rdata.y)[:, None, :]  # time x parameter x obs
+
+    fd = fd_timecourse_sensitivities("rat", parameters, {"dose": 10.0}, observables, times, 1e-4, equilibrate=False)
+    for j, obs in enumerate(observables):
+        for k, par in enumerate(parameters):
+            assert np.max(np.abs(fd[(obs, par)].values - exact[:, k, j])) < 5e-3, (obs, par)
+    assert np.max(np.abs(exact[:, parameters.index("k_sp_translation"), 0])) == 0.0  # no path to glutamate
