@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output folder (Parquet parts)")
     p.set_defaults(func=cmd_ensemble)
     p = sub.add_parser(
-        "population", help="virtual population: percentile bands and figure (2 cores: ~8 s for 200 subjects)"
+        "population", help="virtual population: percentile bands and figure (2 cores: ~6 s for 200 subjects)"
     )
     _ensemble_args(p)
     p.add_argument("--out", default=str(RESULTS / "population"))
