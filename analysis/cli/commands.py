@@ -5,6 +5,7 @@ Thin layer over the package functions; every file is written atomically.
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import json
 import math
@@ -303,7 +304,10 @@ class _StopResender:
         main = threading.main_thread().ident
         while (signum := self.queue.get()) is not None:
             time.sleep(0.01)  # let the main thread leave the callback that swallowed the stop
-            signal.pthread_kill(main, signum)
+            if hasattr(signal, "pthread_kill"):
+                signal.pthread_kill(main, signum)
+            else:  # Windows has no signal for one thread: trip it, handled at the main thread's next check
+                _thread.interrupt_main(signum)
 
     def hook(self, unraisable) -> None:
         exc = unraisable.exc_value
