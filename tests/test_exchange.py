@@ -254,30 +254,40 @@ def test_report_mentions_every_element(species):
     assert "https://identifiers.org/CHEBI:6121" in text
 
 
+AMICI_MISSING = "AMICI is optional: pip install '.[amici]' (needs cmake, a C++ compiler)"
+
+
+def _amici_model(species: str, name: str, folder, **import_options):
+    """The model AMICI compiles from the shipped SBML (optional dependency; ~30-45 s to compile)."""
+    amici = pytest.importorskip("amici", reason=AMICI_MISSING)
+    amici.SbmlImporter(str(sbml_path(species))).sbml2amici(name, str(folder), verbose=False, **import_options)
+    return amici.import_model_module(name, str(folder)).get_model()
+
+
+def _amici_solver(model, rtol: float, atol: float):
+    solver = model.create_solver()
+    solver.set_relative_tolerance(rtol)
+    solver.set_absolute_tolerance(atol)
+    solver.set_max_steps(10**6)
+    return solver
+
+
 def test_amici_compiles_the_model_and_reproduces_roadrunner(species, tmp_path_factory):
     """AMICI (optional: ``pip install '.[amici]'``, needs cmake and a C++ compiler; ~30-45 s to compile) imports the
     shipped SBML, fires the dose event at t = 0 and gives the contract time courses of libroadrunner."""
-    pytest.importorskip("amici", reason="AMICI is optional: pip install '.[amici]' (needs cmake, a C++ compiler)")
-    import amici
+    model = _amici_model(species, f"ketamine_{species}", tmp_path_factory.mktemp(f"amici_{species}"))
     import amici.sim.sundials as amici_sim
     import roadrunner
 
     from analysis.core.model import OBSERVABLES
     from analysis.core.simulate import DEFAULT_SCENARIOS
 
-    out = tmp_path_factory.mktemp(f"amici_{species}")
-    amici.SbmlImporter(str(sbml_path(species))).sbml2amici(f"ketamine_{species}", str(out), verbose=False)
-    model = amici.import_model_module(f"ketamine_{species}", str(out)).get_model()
     scenario = DEFAULT_SCENARIOS[species]
     for pid, value in scenario.items():
         model.set_free_parameter_by_id(pid, value)
     times = np.concatenate([np.linspace(300.0, 6 * 3600.0, 72), np.linspace(7 * 3600.0, 7 * 86400.0, 160)])
     model.set_timepoints(times)
-    solver = model.create_solver()
-    solver.set_relative_tolerance(1e-8)
-    solver.set_absolute_tolerance(1e-12)
-    solver.set_max_steps(10**6)
-    rdata = amici_sim.run_simulation(model, solver)
+    rdata = amici_sim.run_simulation(model, _amici_solver(model, 1e-8, 1e-12))
     assert rdata.status == 0
 
     rr = roadrunner.RoadRunner(str(sbml_path(species)))
@@ -300,8 +310,7 @@ def test_amici_compiles_the_model_and_reproduces_roadrunner(species, tmp_path_fa
 def test_amici_forward_sensitivities_match_the_package_finite_differences(tmp_path_factory):
     """AMICI's forward sensitivities (exact through the assignment rules) against the package's finite differences
     on the rat file, 10 mg/kg, no pre-equilibration (optional: skipped without AMICI; ~30 s to compile)."""
-    pytest.importorskip("amici", reason="AMICI is optional: pip install '.[amici]' (needs cmake, a C++ compiler)")
-    import amici
+    pytest.importorskip("amici", reason=AMICI_MISSING)
     import amici.sim.sundials as amici_sim
     from amici.importers.utils import MeasurementChannel
 
@@ -310,20 +319,15 @@ def test_amici_forward_sensitivities_match_the_package_finite_differences(tmp_pa
     observables = ["glutamate_rel", "mtorc1_rel", "synaptic_proteins_rel", "spine_density_rel"]
     parameters = ["kon_ket", "koff_ket", "k_sp_translation", "ka_ip"]
     times = np.array([1.0, 3.0, 6.0, 24.0, 72.0]) * 3600.0
-    out = tmp_path_factory.mktemp("amici_sens")
     channels = [MeasurementChannel(id_=f"y_{o}", name=o, formula=o) for o in observables]
-    amici.SbmlImporter(str(sbml_path("rat"))).sbml2amici("ketamine_rat_sens", str(out), observation_model=channels)
-    model = amici.import_model_module("ketamine_rat_sens", str(out)).get_model()
+    model = _amici_model("rat", "ketamine_rat_sens", tmp_path_factory.mktemp("amici_sens"), observation_model=channels)
     model.set_free_parameter_by_id("dose", 10.0)
     model.set_timepoints(times)
     free = list(model.get_free_parameter_ids())
     model.set_parameter_list([free.index(p) for p in parameters])
-    solver = model.create_solver()
+    solver = _amici_solver(model, 1e-10, 1e-14)
     solver.set_sensitivity_order(amici_sim.SensitivityOrder.first)
     solver.set_sensitivity_method(amici_sim.SensitivityMethod.forward)
-    solver.set_relative_tolerance(1e-10)
-    solver.set_absolute_tolerance(1e-14)
-    solver.set_max_steps(10**6)
     rdata = amici_sim.run_simulation(model, solver)
     assert rdata.status == 0
     values = np.array([model.get_free_parameter_by_id(p) for p in parameters])

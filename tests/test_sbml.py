@@ -7,6 +7,7 @@ from analysis.core.model import OBSERVABLES
 from analysis.core.paths import sbml_path
 from analysis.core.tables import read_parameters
 from analysis.exchange.build import validation_messages
+from analysis.exchange.report import _names as math_names
 
 CONTRACT_INPUTS = ["dose", "t_dose", "body_weight", "inhib_ampa", "inhib_mtorc1", "inhib_trkb", "bdnf_secretion"]
 UNITS = {"ketamine_plasma": "uM", "ketamine_brain": "uM", "rate_int": "Hz", "rate_pyr": "Hz"}
@@ -104,12 +105,6 @@ def test_initial_values_are_a_clean_drug_free_state(doc, species):
             assert m.space.ids.index(pid) - m.space.n_rules in m.space.structural_zeros, pid
 
 
-def _names(node: libsbml.ASTNode) -> set[str]:
-    """Identifiers referenced in a MathML tree."""
-    own = {node.getName()} if node.getType() == libsbml.AST_NAME else set()
-    return own.union(*(_names(node.getChild(i)) for i in range(node.getNumChildren())))
-
-
 def test_events_read_no_assignment_rule_parameters(doc):
     """Event triggers, delays and assignments use only species, compartments and plain parameters: AMICI 1.0 does
     not substitute parameter assignment rules into event code, and the models failed to compile there while the
@@ -122,7 +117,7 @@ def test_events_read_no_assignment_rule_parameters(doc):
         if ev.isSetDelay():
             maths.append(ev.getDelay().getMath())
         for math in maths:
-            for name in _names(math) & ruled:
+            for name in math_names(math) & ruled:
                 used.setdefault(ev.getId(), set()).add(name)
     assert used == {}
 
