@@ -20,6 +20,7 @@ Run from the repository root (about 2 s a variant):  ``.venv/bin/python docs/mod
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -29,8 +30,19 @@ import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-#: trkb_bdnf at the drug-free state (uM) and the programme's relaxation rate (1/s), as in models/parameters.tsv
-TRKB_BDNF0, K_PROGRAM_DECAY = 0.001, 4.011e-06
+
+
+def _design() -> tuple[float, float]:
+    """trkb_bdnf at the drug-free state (uM, from the designed baseline) and the programme's relaxation rate (1/s,
+    from the parameter table), read from the sources rather than copied."""
+    from analysis.core.tables import read_parameters
+
+    spec = importlib.util.spec_from_file_location("derive", ROOT / "models" / "derive_baseline_parameters.py")
+    derive = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(derive)
+    trkb_bdnf0 = derive.DESIGN["trkb_occ"] * derive.DESIGN["trkb_tot"]
+    return trkb_bdnf0, read_parameters("rat")["k_program_decay"].value
+
 
 VARIANTS = {
     "shipped": {},
@@ -120,8 +132,9 @@ def apply_variant(
              "syn_program' = k_program_decay * (1 - program_induced_share) + k_program_induction * tx_act")  # fmt: skip
         rows["program_induced_share"] = (induced_share, "dimensionless")
         rows["n_tx_trkb"] = (n_tx, "dimensionless")
-        rows["k_tx_trkb"] = (float(f"{TRKB_BDNF0 * ((1 - tx_frac0) / tx_frac0) ** (1 / n_tx):.5g}"), "uM")
-        rows["k_program_induction"] = (float(f"{induced_share * K_PROGRAM_DECAY / tx_frac0:.5g}"), "per_second")
+        trkb_bdnf0, k_program_decay = _design()
+        rows["k_tx_trkb"] = (float(f"{trkb_bdnf0 * ((1 - tx_frac0) / tx_frac0) ** (1 / n_tx):.5g}"), "uM")
+        rows["k_program_induction"] = (float(f"{induced_share * k_program_decay / tx_frac0:.5g}"), "per_second")
     if spine_share:
         c = models / "circuit.ant"
         for cur in ("ampa", "nmda"):
