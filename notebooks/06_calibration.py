@@ -53,9 +53,10 @@ fig.tight_layout()
 # %% [markdown]
 # ## Prediction bands of the committed 100-start run
 #
-# The report folder holds the envelope of the best fit and of every profile point inside the 95 % threshold,
-# simulated for each data condition over two weeks. The MADRS link is fitted at 24 h only, so the band says how
-# much the fitted parameters alone leave open; the shape after day 1 (the fade) is the model's, not the data's.
+# The report folder holds the 2.5th-97.5th percentiles of 200 parameter sets drawn from the posterior sample
+# (adaptive Metropolis, 20,000 samples from the best fit), simulated for each data condition over two weeks. The
+# MADRS link is fitted at 24 h only, so the band says how much the fitted parameters leave open jointly; the shape
+# after day 1 (the fade) is the model's, not the data's.
 
 # %%
 from analysis.core.paths import ROOT
@@ -71,6 +72,18 @@ ax.set(xlabel="time (days)", ylabel="MADRS change vs placebo (points)")
 ax.legend(fontsize=7)
 fig.tight_layout()
 print(madrs[madrs["time_s"] == 86400.0][["condition", "best", "lower", "upper"]])
+
+# %% [markdown]
+# The posterior sample behind the bands: its diagnostics and each parameter's 95 % interval.
+
+# %%
+import json
+
+committed = json.loads((ROOT / "docs" / "calibration" / "human" / "summary.json").read_text())
+sampling = committed["sampling"]
+print({k: sampling[k] for k in ("n_samples", "burn_in", "effective_sample_size", "acceptance_rate")})
+intervals = pd.DataFrame(sampling["posterior_95"], index=["2.5 %", "97.5 %"]).T
+intervals.assign(median=pd.Series(sampling["posterior_median"]))
 
 # %% [markdown]
 # One datum with a 30 % error cannot bound the central volume inside its range: the parameter is practically

@@ -75,6 +75,28 @@ def test_tiny_fit_end_to_end(tmp_path):
     assert set(ident["class"]) <= {"identifiable", "practically non-identifiable", "structurally non-identifiable"}
 
 
+def test_posterior_sample_gives_quantile_bands(tmp_path):
+    summary = calibrate("human", n_starts=2, out=tmp_path, profile=False, n_samples=400)
+    smp = summary["sampling"]
+    assert smp["n_samples"] == 400 and 0 <= smp["burn_in"] < 400
+    assert 0.05 < smp["acceptance_rate"] < 0.8  # the adaptive sampler targets 0.234
+    table = read_parameters("human")
+    for name, (lo, hi) in smp["posterior_95"].items():
+        assert table[name].lower <= lo < smp["posterior_median"][name] < hi <= table[name].upper
+    # the central volume: the plasma datum and the measured value's prior both inform it, so its posterior is
+    # narrower than the prior alone (the table's range 1.0-2.5 L/kg as the 95 % interval)
+    lo, hi = smp["posterior_95"]["v1_per_kg"]
+    assert hi / lo < table["v1_per_kg"].upper / table["v1_per_kg"].lower
+    assert summary["band_kind"] == "posterior quantiles" and summary["n_band_sets"] > 10
+    bands = pd.read_csv(tmp_path / "bands.csv")
+    assert (bands["lower"] <= bands["upper"] + 1e-12).all()
+    madrs = bands[(bands["observable"] == "-madrs_change") & (bands["time_s"] == 86400.0)]
+    assert (madrs["upper"] > madrs["lower"]).all()
+    assert "## Posterior sample" in (tmp_path / "report.md").read_text()
+    with pytest.raises(ValueError, match="n_samples"):
+        calibrate("human", n_starts=1, n_samples=1)
+
+
 def test_species_without_estimated_parameters_is_evaluated_with_holdout_errors(tmp_path):
     summary = calibrate("rat", n_starts=2, out=None)
     assert summary["n_starts"] == 0 and summary["best_objective"] is None
