@@ -1,6 +1,7 @@
 """The PEtab problems (models/petab/) and their estimation with pyPESTO on libroadrunner (issue 10)."""
 
 import json
+import shutil
 import warnings
 
 import numpy as np
@@ -8,8 +9,14 @@ import pandas as pd
 import pytest
 
 from analysis.calibration import petab_problem as P
-from analysis.calibration.fit import calibrate, likelihood_objective, pypesto_problem, simulate_rows
-from analysis.core.paths import SPECIES
+from analysis.calibration.fit import (
+    calibrate,
+    likelihood_objective,
+    pypesto_problem,
+    simulate_rows,
+    write_overview,
+)
+from analysis.core.paths import ROOT, SPECIES
 from analysis.core.tables import read_parameters
 
 
@@ -95,6 +102,27 @@ def test_posterior_sample_gives_quantile_bands(tmp_path):
     assert "## Posterior sample" in (tmp_path / "report.md").read_text()
     with pytest.raises(ValueError, match="n_samples"):
         calibrate("human", n_starts=1, n_samples=1)
+
+
+def test_overview_summary_is_the_committed_species_reports_pooled(tmp_path):
+    committed = ROOT / "docs" / "calibration"
+    for sp in ("human", "rat"):
+        (tmp_path / sp).mkdir()
+        for name in ("summary.json", "fits.csv"):
+            shutil.copy(committed / sp / name, tmp_path / sp / name)
+    overview = write_overview(tmp_path)
+    # the committed overview is what the committed species reports give (no drift)
+    assert json.loads((committed / "summary.json").read_text()) == json.loads((tmp_path / "summary.json").read_text())
+    human = json.loads((committed / "human" / "summary.json").read_text())
+    assert overview["n_starts"] == human["n_starts"] and overview["n_profiled"] == human["n_profiled"]
+    pooled = pd.concat([pd.read_csv(committed / sp / "fits.csv") for sp in ("human", "rat")])
+    held = pooled.loc[pooled["use"] == "holdout", "rel_error"].abs()
+    assert overview["holdout_median_abs_rel_error"] == pytest.approx(held.median())
+    assert overview["n_holdout_rows"] == len(held) > 0
+    for key in ("n_converged", "best_objective", "calibration_median_abs_rel_error"):
+        assert key in overview
+    with pytest.raises(FileNotFoundError, match="summary.json"):
+        write_overview(tmp_path / "human")
 
 
 def test_species_without_estimated_parameters_is_evaluated_with_holdout_errors(tmp_path):

@@ -532,6 +532,44 @@ def _write_report(out: Path, summary, fits, ident, fvals, profiles, bands=None, 
     write_text_atomic(out / "report.md", "\n".join(lines))
 
 
+def write_overview(root: str | Path) -> dict:
+    """The summary of all species' report folders under ``root`` (``<root>/<species>/summary.json`` and
+    ``fits.csv``), written to ``<root>/summary.json`` and returned.  The species' problems are independent, so the
+    joint problem's counts are sums over the species, its best objective is the sum of the estimated species'
+    best objectives, and its errors are medians over the pooled rows of every species' ``fits.csv``."""
+    root = Path(root)
+    species = {}
+    fits = []
+    for folder in sorted(p for p in root.iterdir() if (p / "summary.json").is_file()):
+        species[folder.name] = json.loads((folder / "summary.json").read_text())
+        if (folder / "fits.csv").is_file():
+            fits.append(pd.read_csv(folder / "fits.csv").assign(species=folder.name))
+    if not species:
+        raise FileNotFoundError(f"no <species>/summary.json under {root}")
+    pooled = pd.concat(fits, ignore_index=True) if fits else pd.DataFrame(columns=["use", "rel_error"])
+
+    def pooled_median(use: str) -> float | None:
+        err = pooled.loc[pooled["use"] == use, "rel_error"].abs()
+        return float(err.median()) if len(err) else None
+
+    objectives = [v["best_objective"] for v in species.values() if v.get("best_objective") is not None]
+    overview = {
+        "n_starts": sum(int(v.get("n_starts", 0)) for v in species.values()),
+        "n_converged": sum(int(v.get("n_converged", 0)) for v in species.values()),
+        "best_objective": float(sum(objectives)) if objectives else None,
+        "n_profiled": sum(int(v.get("n_profiled", 0)) for v in species.values()),
+        "calibration_median_abs_rel_error": pooled_median("fit"),
+        "holdout_median_abs_rel_error": pooled_median("holdout"),
+        "n_calibration_rows": int((pooled["use"] == "fit").sum()),
+        "n_holdout_rows": int((pooled["use"] == "holdout").sum()),
+        "note": "one PEtab problem per species; counts and the best objective are sums over the species (the rat "
+        "problem estimates nothing), the errors are medians over the pooled rows of all species",
+        "species": species,
+    }
+    write_text_atomic(root / "summary.json", json.dumps(overview, indent=2, default=float) + "\n")
+    return overview
+
+
 __all__ = [
     "PROFILE_THRESHOLD",
     "calibrate",
@@ -540,4 +578,5 @@ __all__ = [
     "prediction_bands",
     "pypesto_problem",
     "simulate_rows",
+    "write_overview",
 ]

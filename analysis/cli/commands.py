@@ -71,7 +71,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from analysis.calibration.fit import calibrate
+    from analysis.calibration.fit import calibrate, write_overview
 
     if args.starts < 1 or args.workers < 0:
         raise ModelError(f"--starts must be >= 1 and --workers >= 0, got {args.starts} and {args.workers}")
@@ -83,6 +83,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     )
     print(json.dumps(summary, indent=2, default=float))
     print(f"-> {out}/")
+    if out.parent == ROOT / "docs" / "calibration":
+        write_overview(out.parent)
+        print(f"-> {out.parent / 'summary.json'} (all species)")
     return 0
 
 
