@@ -176,3 +176,27 @@ def test_petab_problem_in_the_combine_archive_lints_where_it_is_unpacked(species
         problem = petab.Problem.from_yaml(str(tmp_path / "petab" / species / "problem.yaml"))
         assert not petab.lint_problem(problem)
     assert problem.sbml_model.getId() == f"ketamine_cascade_{species}"
+
+
+def test_deposited_spine_data_script_computes_the_ratio_and_its_error():
+    """The script behind the `computed` spine rows (docs/calibration/data/): ketamine over saline, each relative to the
+    last session before the injection, with the delta-method error of the log ratio."""
+    import importlib.util
+
+    path = ROOT / "docs" / "calibration" / "data" / "phoumthipphavong2016_spines.py"
+    spec = importlib.util.spec_from_file_location("phoum", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    nan = np.nan
+    # columns: days -3, -1, 1, 3, 5, 10, 15 (relative to day -1)
+    ket = np.array([[1.0, 1.0, 1.1, 1.2, nan, nan, nan], [1.0, 1.0, 1.3, 1.2, nan, nan, nan]])
+    sal = np.array([[1.0, 1.0, 0.9, 1.0, nan, nan, nan], [1.0, 1.0, 1.1, 1.0, nan, nan, nan]])
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rows = {r["day"]: r for r in mod.effect({"ketamine": ket, "saline": sal}) if r["n_ketamine"] > 0}
+    assert rows[1]["ratio"] == pytest.approx(1.2 / 1.0)
+    se_k, se_s = np.std([1.1, 1.3], ddof=1) / np.sqrt(2), np.std([0.9, 1.1], ddof=1) / np.sqrt(2)
+    assert rows[1]["se_log"] == pytest.approx(np.hypot(se_k / 1.2, se_s / 1.0))
+    assert rows[3]["ratio"] == pytest.approx(1.2) and rows[3]["se_log"] == pytest.approx(0.0)
+    computed = [r for r in P.read_data() if r["evidence"] == "computed"]
+    assert computed and all("phoumthipphavong2016_spines.py" in r["obtained"] for r in computed)

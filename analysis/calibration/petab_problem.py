@@ -37,6 +37,9 @@ from analysis.core.tables import Parameter, TableError, parse_assignments, read_
 
 DATA = MODELS / "calibration_data.tsv"
 PETAB_DIR = MODELS / "petab"
+#: Evidence of a data row: a number the paper states (text or table), one computed by a committed script from the
+#: authors' deposited primary data (``docs/calibration/data/``), or one recalled from a figure (weakest).
+EVIDENCE = ("reported", "computed", "recalled")
 DATA_COLUMNS = [
     "id", "species", "dose", "interventions", "observable", "time_s", "value", "unit", "sigma_log", "use",
     "evidence", "obtained", "citation", "note",
@@ -65,7 +68,8 @@ class CalibrationDataError(TableError):
 
 def read_data(path: Path = DATA) -> list[dict[str, str]]:
     """The rows of ``calibration_data.tsv``, checked: every column filled where required, numbers finite and
-    positive, ``use`` in {fit, holdout}, ``evidence`` in {reported, recalled}."""
+    positive, ``use`` in {fit, holdout}, ``evidence`` in {reported, computed, recalled}
+    (computed: derived by a committed script from the authors' deposited primary data)."""
     rows = read_tsv(Path(path), DATA_COLUMNS)
     seen = set()
     for n, r in enumerate(rows, start=2):
@@ -87,8 +91,8 @@ def read_data(path: Path = DATA) -> list[dict[str, str]]:
                 raise CalibrationDataError(f"{where}: {col} must be finite and positive, got {x}")
         if r["use"] not in ("fit", "holdout"):
             raise CalibrationDataError(f"{where}: use must be fit or holdout, got {r['use']!r}")
-        if r["evidence"] not in ("reported", "recalled"):
-            raise CalibrationDataError(f"{where}: evidence must be reported or recalled, got {r['evidence']!r}")
+        if r["evidence"] not in EVIDENCE:
+            raise CalibrationDataError(f"{where}: evidence must be one of {', '.join(EVIDENCE)}, got {r['evidence']!r}")
     return rows
 
 
