@@ -126,9 +126,12 @@ def test_overview_summary_is_the_committed_species_reports_pooled(tmp_path):
 
 
 def test_species_without_estimated_parameters_is_evaluated_with_holdout_errors(tmp_path):
-    summary = calibrate("rat", n_starts=2, out=None)
+    summary = calibrate("rat", n_starts=2, out=tmp_path)
     assert summary["n_starts"] == 0 and summary["best_objective"] is None
     assert summary["calibration_median_abs_rel_error"] > 0 and summary["holdout_median_abs_rel_error"] > 0
+    # no band without estimated parameters, but the data are drawn against the model's time courses
+    assert not (tmp_path / "bands.csv").exists() and (tmp_path / "fits.png").stat().st_size > 0
+    assert "![fits](fits.png)" in (tmp_path / "report.md").read_text()
 
 
 def test_bad_data_rows_are_named(tmp_path):

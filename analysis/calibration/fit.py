@@ -291,7 +291,10 @@ def calibrate(
         summary["n_band_sets"] = 1 + len(band_sets)
         summary["band_kind"] = "profile envelope"
     if out is not None:
-        _write_report(Path(out), summary, fits, pd.DataFrame(identifiability), fvals, profiles, bands, data)
+        # without estimated parameters there is no band: the report still shows the data against the model's time
+        # courses (the nominal parameters)
+        curves = prediction_bands(species, fit_rows + hold_rows, [best_params]) if bands.empty else None
+        _write_report(Path(out), summary, fits, pd.DataFrame(identifiability), fvals, profiles, bands, data, curves)
     return summary
 
 
@@ -410,8 +413,9 @@ def _markdown(df: pd.DataFrame) -> str:
     )
 
 
-def _plot_bands(bands: pd.DataFrame, data: list[dict[str, str]], band_label: str = "95 % profile band"):
-    """One panel per (condition, observable): band, best fit and the data with their log-normal 95 % error."""
+def _plot_bands(bands: pd.DataFrame, data: list[dict[str, str]], band_label: str | None = "95 % profile band"):
+    """One panel per (condition, observable): band (none if ``band_label`` is None), best fit and the data with
+    their log-normal 95 % error."""
     import matplotlib.pyplot as plt
 
     keys = list(dict.fromkeys(zip(bands["condition"], bands["observable"], strict=True)))
@@ -425,13 +429,15 @@ def _plot_bands(bands: pd.DataFrame, data: list[dict[str, str]], band_label: str
         t_end = 4 * t_data if t_data < 6 * 3600 else float(b["time_s"].max())
         b = b[b["time_s"] <= t_end]
         t = b["time_s"].to_numpy() / scale
-        ax.fill_between(t, b["lower"], b["upper"], color="C0", alpha=0.25, lw=0, label=band_label)
-        ax.plot(t, b["best"], color="C0", lw=1.2, label="best fit")
+        if band_label is not None:
+            ax.fill_between(t, b["lower"], b["upper"], color="C0", alpha=0.25, lw=0, label=band_label)
+        ax.plot(t, b["best"], color="C0", lw=1.2, label="best fit" if band_label is not None else "model")
         for r in points:
             v, sd = float(r["value"]), float(r["sigma_log"])
             err = [[v * (1 - np.exp(-1.96 * sd))], [v * (np.exp(1.96 * sd) - 1)]]
             style = "ko" if r["use"] == "fit" else "rs"
-            ax.errorbar([float(r["time_s"]) / scale], [v], yerr=err, fmt=style, ms=4, label=r["use"])
+            shown = r["use"] in ax.get_legend_handles_labels()[1]
+            ax.errorbar([float(r["time_s"]) / scale], [v], yerr=err, fmt=style, ms=4, label=None if shown else r["use"])
         ax.set(xlabel=f"time ({label})", ylabel=obs, title=cond, xlim=(0, t_end / scale))
         ax.title.set_fontsize(7)
         ax.legend(fontsize=6)
@@ -439,7 +445,7 @@ def _plot_bands(bands: pd.DataFrame, data: list[dict[str, str]], band_label: str
     return fig
 
 
-def _write_report(out: Path, summary, fits, ident, fvals, profiles, bands=None, data=None) -> None:
+def _write_report(out: Path, summary, fits, ident, fvals, profiles, bands=None, data=None, curves=None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -508,6 +514,19 @@ def _write_report(out: Path, summary, fits, ident, fvals, profiles, bands=None, 
             "error, held-out data in red.",
             "",
             "![bands](bands.png)",
+            "",
+        ]
+    if curves is not None and not curves.empty:
+        fig = _plot_bands(curves, data or [], band_label=None)
+        write_atomic(out / "fits.png", lambda p: fig.savefig(p, dpi=120))
+        plt.close(fig)
+        lines += [
+            "## Data against the model's time courses",
+            "",
+            "No parameter is estimated, so there is no band: each data condition simulated with the nominal "
+            "parameters, with the data and their 95 % log-normal error (held-out data in red).",
+            "",
+            "![fits](fits.png)",
             "",
         ]
     if "sampling" in summary:
