@@ -10,7 +10,8 @@ averaged over the dendrites imaged that day (the ketamine dendrites the authors 
 sessions are left out, as in their script); the ketamine effect is the ratio of the ketamine to the saline mean
 (both groups lose density with repeated imaging: saline -5 % by day 1, -14 % by day 5), with the standard error of
 its logarithm from the two standard errors (delta method).  Dendrites are treated as independent, which they are not
-(several per mouse; saline has 2 mice after day 1), so the errors are lower bounds.
+(several per mouse; saline has 2 mice after day 1), so the errors are lower bounds.  It also prints the mean
+formation rate (new spines / total, % per imaging interval) of each group and interval (report text only).
 
     python docs/calibration/data/phoumthipphavong2016_spines.py path/to/spine_summary.m
 """
@@ -41,8 +42,8 @@ def _parse(section: str) -> dict[str, dict[int, np.ndarray]]:
     return out
 
 
-def relative_density(path: str) -> dict[str, np.ndarray]:
-    """Per group ('saline', 'ketamine'): dendrites x days, density relative to day -1."""
+def _groups(path: str, field: str) -> dict[str, np.ndarray]:
+    """Per group ('saline', 'ketamine'): dendrites x sessions (or intervals) of one field of the data file."""
     src = open(path).read()
     control = src.index("if jjj==1")
     ketamine = src.index("elseif jjj==2")
@@ -50,14 +51,32 @@ def relative_density(path: str) -> dict[str, np.ndarray]:
     groups = {}
     for name, section, exclude in (("saline", src[control:ketamine], False), ("ketamine", src[ketamine:end], True)):
         d = _parse(section)
-        rel = []
-        for k, dens in d["density"].items():
+        rows = []
+        for k, values in d[field].items():
             damaged = d.get("damagedd", {}).get(k)
-            damaged = np.zeros_like(dens) if damaged is None else damaged
-            keep = damaged[:, :5].sum(axis=1) == 0 if exclude else np.ones(len(dens), bool)
-            rel.append(dens[keep] / dens[keep][:, [1]])
-        groups[name] = np.vstack(rel)
+            damaged = np.zeros_like(d["density"][k]) if damaged is None else damaged
+            keep = damaged[:, :5].sum(axis=1) == 0 if exclude else np.ones(len(values), bool)
+            rows.append(values[keep])
+        groups[name] = np.vstack(rows)
     return groups
+
+
+def relative_density(path: str) -> dict[str, np.ndarray]:
+    """Per group ('saline', 'ketamine'): dendrites x days, density relative to day -1."""
+    return {g: dens / dens[:, [1]] for g, dens in _groups(path, "density").items()}
+
+
+def formation_rates(path: str) -> list[dict[str, float]]:
+    """Mean spine formation rate (new spines / total, % per imaging interval) per group and interval."""
+    groups = _groups(path, "formation")
+    out = []
+    for i, (a, b) in enumerate(zip(DAYS[:-1], DAYS[1:], strict=True)):
+        row = {"interval": f"day {a} to {b}"}
+        for g, f in groups.items():
+            x = f[:, i][~np.isnan(f[:, i])]
+            row[g], row[f"n_{g}"] = float(x.mean()), len(x)
+        out.append(row)
+    return out
 
 
 def effect(groups: dict[str, np.ndarray]) -> list[dict[str, float]]:
@@ -78,6 +97,11 @@ def effect(groups: dict[str, np.ndarray]) -> list[dict[str, float]]:
 
 
 if __name__ == "__main__":
+    for r in formation_rates(sys.argv[1]):
+        print(
+            f"{r['interval']:>14}: formation ketamine {r['ketamine']:.1f} % (n {r['n_ketamine']}), saline "
+            f"{r['saline']:.1f} % (n {r['n_saline']})"
+        )
     for r in effect(relative_density(sys.argv[1])):
         print(
             f"day {r['day']:>2}: ketamine/saline {r['ratio']:.3f} (se_log {r['se_log']:.3f}); ketamine "
