@@ -1,13 +1,18 @@
 """Estimation of a species' PEtab problem (:mod:`.petab_problem`) with pyPESTO on libroadrunner.
 
 :func:`calibrate` runs a multistart local optimisation (pyPESTO's libroadrunner objective, scipy Nelder-Mead),
-profiles every estimated parameter, classifies its identifiability from the profile, compares the best fit with
-the fitted and the held-out data, and writes a report folder:
+profiles every estimated parameter, classifies its identifiability from the profile, optionally samples the
+posterior (:func:`posterior_sample`), compares the best fit with the fitted and the held-out data, and writes a
+report folder:
 
 * ``summary.json``: ``n_starts``, ``n_converged``, ``best_objective``, ``n_profiled``, ``estimated`` (best values,
-  in the table's units), ``calibration_median_abs_rel_error``, ``holdout_median_abs_rel_error``;
+  in the table's units), ``calibration_median_abs_rel_error``, ``holdout_median_abs_rel_error``, and with sampling
+  ``sampling`` (diagnostics, posterior medians and 95 % intervals), ``n_band_sets`` and ``band_kind``;
 * ``fits.csv``: every data row (fit and held-out) with the simulated value and relative error;
-* ``identifiability.csv``, ``waterfall.png``, ``profiles.png`` and ``report.md``.
+* ``identifiability.csv``, ``waterfall.png``, ``profiles.png`` and ``report.md``; ``bands.csv`` and ``bands.png``
+  (prediction bands) when parameters are estimated, ``fits.png`` (data against the model) when none is.
+
+:func:`write_overview` pools the species' folders into one ``summary.json``.
 
 Held-out rows are simulated with the package's engine at the best-fit parameters (equilibrated when the
 parameters change the drug-free physiology), i.e. on the SBML that is shipped.
@@ -49,7 +54,7 @@ OPTIMIZER_OPTIONS = {"xatol": 1e-4, "fatol": 1e-6, "maxfev": 1500}
 #: A start has converged if its objective is within this of the best one.
 CONVERGED_WITHIN = 1e-3
 #: Posterior samples drawn by default (``ketamine-cascade calibrate --samples``): pyPESTO's adaptive Metropolis
-#: sampler, one chain started at the best fit.  At ~7.5 ms per human sample, 20,000 take ~2.5 min (effective
+#: sampler, one chain started at the best fit.  At ~7.5-9 ms per human sample, 20,000 take ~2.5-3 min (effective
 #: sample size ~6 % of the chain: 33 of 500 in a short run).
 N_SAMPLES = 20000
 #: Parameter sets of the thinned posterior sample that the prediction bands simulate (each a two-week run of every
