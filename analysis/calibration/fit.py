@@ -57,6 +57,8 @@ CONVERGED_WITHIN = 1e-3
 #: sampler, one chain started at the best fit.  At ~7.5-9 ms per human sample, 20,000 take ~2.5-3 min (effective
 #: sample size ~6 % of the chain: 33 of 500 in a short run).
 N_SAMPLES = 20000
+#: Shortest chain :func:`posterior_sample` accepts: pyPESTO's Geweke test splits the chain into 20 fragments.
+MIN_SAMPLES = 20
 #: Parameter sets of the thinned posterior sample that the prediction bands simulate (each a two-week run of every
 #: data condition).
 N_BAND_SAMPLES = 200
@@ -187,8 +189,8 @@ def calibrate(
         raise ValueError(f"n_starts must be >= 1, got {n_starts}")
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
-    if n_samples < 0 or n_samples == 1:
-        raise ValueError(f"n_samples must be 0 (no sampling) or >= 2, got {n_samples}")
+    if n_samples < 0 or 0 < n_samples < MIN_SAMPLES:
+        raise ValueError(f"n_samples must be 0 (no sampling) or >= {MIN_SAMPLES}, got {n_samples}")
     data = [r for r in read_data() if r["species"] == species]
     fit_rows = [r for r in data if r["use"] == "fit"]
     hold_rows = [r for r in data if r["use"] == "holdout"]
@@ -310,14 +312,18 @@ def posterior_sample(problem, result, n_samples: int = N_SAMPLES, seed: int = 0)
     others, a uniform prior on the log10 scale between their bounds (proposals outside the bounds are rejected).
 
     Returns (samples after the burn-in, in table units and the order of ``problem.x_names``, shape (n, n_par);
-    diagnostics: ``n_samples``, ``burn_in`` (Geweke test, z = 2), ``effective_sample_size``, ``acceptance_rate``,
-    ``seconds``)."""
+    diagnostics: ``n_samples``, ``burn_in`` (Geweke test, z = 2), ``geweke_converged`` (False: the test found no
+    stationary part, and the whole chain is returned with a warning), ``effective_sample_size`` (None if not
+    converged), ``acceptance_rate``, ``seconds``)."""
     import time
 
     import pypesto.sample as sample
 
-    if n_samples < 2:
-        raise ValueError(f"n_samples must be >= 2, got {n_samples}")
+    if n_samples < MIN_SAMPLES:
+        raise ValueError(f"n_samples must be >= {MIN_SAMPLES}, got {n_samples}")
+    scales = {str(s) for s in np.asarray(problem.x_scales)[problem.x_free_indices]}
+    if scales != {"log10"}:
+        raise ValueError(f"posterior_sample expects every estimated parameter on log10, got scales {sorted(scales)}")
     np.random.seed(seed)
     sampler = sample.AdaptiveMetropolisSampler(options={"show_progress": False})
     start = time.perf_counter()
@@ -330,10 +336,18 @@ def posterior_sample(problem, result, n_samples: int = N_SAMPLES, seed: int = 0)
     seconds = time.perf_counter() - start
     trace = np.asarray(result.sample_result.trace_x[0], dtype=float)  # (n_samples + 1, n_par), log10 scale
     moved = np.any(np.diff(trace, axis=0) != 0, axis=1)
-    kept = trace[burn_in:]
+    converged = burn_in < len(trace)
+    if not converged:
+        warnings.warn(
+            f"posterior sample of {n_samples}: the Geweke test found no stationary part of the chain; the whole "
+            "chain is used (sample more)",
+            stacklevel=2,
+        )
+    kept = trace[burn_in:] if converged else trace
     diagnostics = {
         "n_samples": int(n_samples),
-        "burn_in": burn_in,
+        "burn_in": burn_in if converged else len(trace),
+        "geweke_converged": converged,
         "effective_sample_size": None if ess is None else float(ess),
         "acceptance_rate": float(np.mean(moved)),
         "seconds": round(seconds, 1),
@@ -528,8 +542,14 @@ def _write_report(out: Path, summary, fits, ident, fvals, profiles, bands=None, 
         lines += [
             "## Data against the model's time courses",
             "",
-            "No parameter is estimated, so there is no band: each data condition simulated with the nominal "
-            "parameters, with the data and their 95 % log-normal error (held-out data in red).",
+            (
+                "No parameter is estimated, so there is no band: each data condition simulated with the nominal "
+                "parameters"
+                if not summary.get("estimated")
+                else "No band was computed (no profiles, no posterior sample): each data condition simulated with the "
+                "best fit"
+            )
+            + ", with the data and their 95 % log-normal error (held-out data in red).",
             "",
             "![fits](fits.png)",
             "",
@@ -547,7 +567,10 @@ def _write_report(out: Path, summary, fits, ident, fvals, profiles, bands=None, 
             "",
             f"pyPESTO's adaptive Metropolis sampler, one chain of {smp['n_samples']} samples from the best fit "
             f"({smp['seconds']} s); burn-in {smp['burn_in']} (Geweke test), acceptance rate "
-            f"{smp['acceptance_rate']:.2f}, effective sample size {smp['effective_sample_size']:.0f}.  Priors: the "
+            f"{smp['acceptance_rate']:.2f}, effective sample size "
+            + (f"{smp['effective_sample_size']:.0f}" if smp["effective_sample_size"] is not None else "n/a")
+            + ("" if smp.get("geweke_converged", True) else " (the Geweke test found no stationary part)")
+            + ".  Priors: the "
             "PEtab problem's (normal on log10 for measured parameters), uniform on log10 within the bounds otherwise.",
             "",
             _markdown(rows),

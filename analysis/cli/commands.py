@@ -21,7 +21,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from analysis.analyses.validate import read_targets, run_validation
-from analysis.calibration.fit import N_SAMPLES
+from analysis.calibration.fit import MIN_SAMPLES, N_SAMPLES
 from analysis.core.drugs import with_drug
 from analysis.core.io import write_atomic, write_text_atomic
 from analysis.core.model import ModelError, SimulationError, load_model
@@ -76,8 +76,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.starts < 1 or args.workers < 0:
         raise ModelError(f"--starts must be >= 1 and --workers >= 0, got {args.starts} and {args.workers}")
     out = Path(args.out) if args.out else ROOT / "docs" / "calibration" / args.species
-    if args.samples < 0 or args.samples == 1:
-        raise ModelError(f"--samples must be 0 (no sampling) or >= 2, got {args.samples}")
+    if args.samples < 0 or 0 < args.samples < MIN_SAMPLES:
+        raise ModelError(f"--samples must be 0 (no sampling) or >= {MIN_SAMPLES}, got {args.samples}")
     summary = calibrate(
         args.species, args.starts, args.workers, out, profile=not args.no_profile, n_samples=args.samples
     )

@@ -5,13 +5,15 @@ in vivo in the mouse medial frontal cortex. eNeuro 3:ENEURO.0133-15.2016, DOI 10
 Data: `spine_summary.m` of github.com/Kwan-Lab/phoumthipphavong2016 (commit 5261d77): per-dendrite spine density
 (spines/um) at imaging days -3, -1, 1, 3, 5, 10, 15; saline or ketamine 10 mg/kg i.p. on day 0 (8 mice each).
 
-What this computes, per group: each dendrite's density relative to its last session before the injection (day -1),
-averaged over the dendrites imaged that day (the ketamine dendrites the authors flag as damaged in their first five
-sessions are left out, as in their script); the ketamine effect is the ratio of the ketamine to the saline mean
+What this computes, per group: each dendrite's density relative to its last session before the injection (day -1;
+the 4 ketamine dendrites not imaged on day -1 are left out), averaged over the dendrites imaged that day (the
+ketamine dendrites the authors flag as damaged in their first five sessions are left out, as in their script); the
+ketamine effect is the ratio of the ketamine to the saline mean
 (both groups lose density with repeated imaging: saline -5 % by day 1, -14 % by day 5), with the standard error of
 its logarithm from the two standard errors (delta method).  Dendrites are treated as independent, which they are not
 (several per mouse; saline has 2 mice after day 1), so the errors are lower bounds.  It also prints the mean
-formation rate (new spines / total, % per imaging interval) of each group and interval (report text only).
+formation rate (new spines / total, % per imaging interval: 2 days, or 5 days from day 5 on; not pro-rated) of
+each group and interval (report text only).
 
     python docs/calibration/data/phoumthipphavong2016_spines.py path/to/spine_summary.m
 """
