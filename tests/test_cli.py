@@ -21,8 +21,12 @@ def test_validate_writes_report(tmp_path, capsys):
     assert cli.main(["validate", "--out", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     assert "passed" in text
-    for name in ("validation.csv", "validation.md", "validation.png", "validation.svg"):
+    for name in ("validation.csv", "validation.md", "validation.png", "validation.svg", "pk_timecourses.png"):
         assert (tmp_path / name).stat().st_size > 0
+    assert "## Human plasma time courses" in (tmp_path / "validation.md").read_text(encoding="utf-8")
+    assert len(pd.read_csv(tmp_path / "pk_timecourses.csv")) == len(
+        pd.read_csv(cli.ROOT / "models/pk_timecourses.tsv", sep="\t")
+    )
 
 
 def test_cascade_figure_has_content(tmp_path):

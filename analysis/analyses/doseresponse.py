@@ -162,22 +162,70 @@ def repeated_dosing(
 ) -> pd.DataFrame:
     """Time course of ``n_doses`` doses every ``interval_s`` s (first dose at t = 0), then ``horizon_s``.
 
-    Implements the README re-dose recipe on the loaded model: inputs, reset (first dose), simulate
-    to just before the next dose time, move ``t_dose`` there and continue without a reset.  The
-    model's ``t_dose`` is restored afterwards.  Returns a DataFrame indexed by time (s) since the
+    The equal-dose case of :func:`dosing_schedule`.  Returns a DataFrame indexed by time (s) since the
     first dose with the observables as columns.
     """
-    m = as_model(model)
-    if int(n_doses) != n_doses or n_doses < 1:
+    if isinstance(n_doses, bool) or int(n_doses) != n_doses or n_doses < 1:
         raise ModelError(f"n_doses must be a positive integer, got {n_doses}")
-    if not interval_s > 0 or not horizon_s > 0:
-        raise ModelError(f"interval_s and horizon_s must be > 0, got {interval_s}, {horizon_s}")
+    if not interval_s > 0:
+        raise ModelError(f"interval_s must be > 0, got {interval_s}")
+    m = as_model(model)
+    scen = default_scenario(m) if scenario is None else dict(scenario)
+    amount = float(dose) if dose is not None else float(scen.get("dose", m.defaults.get("dose", 0.0)))
+    steps = [(k * interval_s, amount, None) for k in range(int(n_doses))]
+    return dosing_schedule(m, steps, horizon_s, scen, observables, points_per_interval)
+
+
+def dosing_schedule(
+    model: CascadeModel | str,
+    steps: Sequence[tuple[float, float, float | None]],
+    horizon_s: float = 7 * DAY,
+    scenario: Mapping[str, float] | None = None,
+    observables: Sequence[str] = OBSERVABLES,
+    points_per_interval: int = 600,
+) -> pd.DataFrame:
+    """Time course of a dosing schedule: ``steps`` = (start s, dose mg/kg, infusion duration s or None), the
+    first at t = 0, then ``horizon_s`` s after the last start.
+
+    Each step is the model's ``dose`` input given at ``t_dose`` = start: an i.p. injection in the rat, an i.v.
+    infusion of ``dose`` over the step's duration in the human (None keeps the scenario's
+    ``infusion_duration``).  Repeated doses and step-wise (escalating) infusions are both schedules: consecutive
+    infusion steps whose durations end where the next step starts give a piecewise-constant infusion rate.
+    Implements the README re-dose recipe on the loaded model: inputs, reset (first step), simulate to 1 s
+    before the next start, move ``t_dose`` (and ``dose``, ``infusion_duration``) there and continue without a
+    reset.  A step that starts while an infusion is still running replaces its rate from that moment (the
+    infusion rate is set at a step's start, so consecutive steps deliver their doses in full: two 20-min
+    steps of 0.25 mg/kg equal one 40-min infusion of 0.5 mg/kg to 1.5e-7, ``tests/test_pk_timecourse.py``).
+    The model's inputs are restored afterwards.  Returns a DataFrame indexed by time (s) since the first step
+    with the observables as columns.
+    """
+    m = as_model(model)
+    steps = [tuple(s) for s in steps]
+    if not steps:
+        raise ModelError("a dosing schedule needs at least one step")
+    for k, step in enumerate(steps):
+        if len(step) != 3:
+            raise ModelError(f"schedule step {k} must be (start s, dose mg/kg, duration s or None), got {step}")
+        start, amount, duration = step
+        if not (np.isfinite(start) and np.isfinite(amount)) or amount < 0:
+            raise ModelError(f"schedule step {k}: start and dose must be finite and the dose >= 0, got {step}")
+        if duration is not None and not (np.isfinite(duration) and duration > 0):
+            raise ModelError(f"schedule step {k}: the infusion duration must be > 0 s, got {duration}")
+        if duration is not None and "infusion_duration" not in m.defaults:
+            raise ModelError(f"model {m.model_id} has no infusion_duration input (step {k} gives a duration)")
+    starts = [float(s[0]) for s in steps]
+    if starts[0] != 0.0 or any(b - a < 2.0 for a, b in zip(starts, starts[1:], strict=False)):
+        raise ModelError(f"schedule steps must start at 0 s and follow each other by >= 2 s, got starts {starts}")
+    if not horizon_s > 0:
+        raise ModelError(f"horizon_s must be > 0, got {horizon_s}")
     if "t_dose" not in m.defaults:
         raise ModelError(f"model {m.model_id} has no t_dose input")
     scen = default_scenario(m) if scenario is None else dict(scenario)
-    if dose is not None:
-        scen["dose"] = float(dose)
     scen["t_dose"] = 0.0
+    first = steps[0]
+    scen["dose"] = float(first[1])
+    if first[2] is not None:
+        scen["infusion_duration"] = float(first[2])
     mm = m.rr.model
     known = set(m.floating) | set(mm.getGlobalParameterIds()) | set(mm.getCompartmentIds())
     unknown = [o for o in observables if o not in known]
@@ -187,11 +235,14 @@ def repeated_dosing(
     m.apply(scen)
     pieces = []
     try:
-        starts = [k * interval_s for k in range(int(n_doses))]
-        ends = [a - 1.0 for a in starts[1:]] + [starts[-1] + horizon_s]  # stop 1 s before the next dose
+        ends = [a - 1.0 for a in starts[1:]] + [starts[-1] + horizon_s]  # stop 1 s before the next step
         for k, (a, b) in enumerate(zip(starts, ends, strict=True)):
             head = [a - 1.0] if k > 0 else []
             if k > 0:
+                _, amount, duration = steps[k]
+                m.rr["dose"] = float(amount)
+                if duration is not None:
+                    m.rr["infusion_duration"] = float(duration)
                 m.rr["t_dose"] = a  # later than the current time (a - 1 s): the event re-arms and fires at a
             dense = np.arange(a, min(a + 8 * HOUR, b), 60.0)
             tail = np.linspace(min(a + 8 * HOUR, b), b, points_per_interval)
@@ -199,11 +250,13 @@ def repeated_dosing(
             res = np.asarray(m.rr.simulate(times=grid, selections=sel))
             pieces.append(res if k == 0 else res[1:])
     except Exception as exc:
-        raise SimulationError(f"repeated dosing failed for {m.model_id} ({scen}, n={n_doses}): {exc}") from exc
+        raise SimulationError(f"dosing schedule failed for {m.model_id} ({scen}, steps {steps}): {exc}") from exc
     finally:
-        # Restore t_dose, then one short drug-free run: measured with libroadrunner 2.10 on the human model,
+        # Restore the inputs, then one short drug-free run: measured with libroadrunner 2.10 on the human model,
         # the first reset after a re-dosed run with the same inputs otherwise does not fire the dose event.
-        m.rr["t_dose"] = m.defaults["t_dose"]
+        for name in ("t_dose", "infusion_duration"):
+            if name in m.defaults:
+                m.rr[name] = m.defaults[name]
         m.apply({"dose": 0.0})
         m.rr.simulate(0.0, 1.0, 2)
         m.apply({})

@@ -127,9 +127,47 @@ def run_and_report_validation(outdir: Path) -> pd.DataFrame:
     targets = read_targets()
     results = run_validation(list(tqdm(targets, desc="validation targets", unit="target", disable=None)))
     write_csv(results.set_index("id"), outdir / "validation.csv")
-    write_text_atomic(outdir / "validation.md", validation_markdown(results))
+    pk, pk_summary, pk_figure = pk_timecourse_check()
+    write_csv(pk, outdir / "pk_timecourses.csv")
+    write_text_atomic(outdir / "validation.md", validation_markdown(results) + pk_timecourse_markdown(pk_summary))
     save_figure(plot_validation(results), outdir / "validation")
+    save_figure(pk_figure, outdir / "pk_timecourses")
     return results
+
+
+def pk_timecourse_check():
+    """The held-out human plasma time courses (:mod:`analysis.analyses.pk_timecourse`): the point-by-point
+    comparison, its summary and the figure."""
+    from analysis.analyses.pk_timecourse import REGIMENS, compare_timecourses, simulate_regimen, timecourse_summary
+    from analysis.plots.drugs import plot_pk_timecourses
+
+    frame = compare_timecourses()
+    model = load_model("human")
+    curves = {}
+    for key in REGIMENS:
+        rows = frame[(frame.study == key[0]) & (frame.arm == key[1])]
+        if len(rows):
+            curves[key] = simulate_regimen(*key, tuple(sorted(set(rows.observable))), rows.time_h.max() + 0.1, model)
+    return frame, timecourse_summary(frame), plot_pk_timecourses(frame, curves)
+
+
+def pk_timecourse_markdown(summary: pd.DataFrame) -> str:
+    from analysis.analyses.pk_timecourse import MIN_SCORED_TIME_H
+
+    lines = [
+        "",
+        "## Human plasma time courses (held out; `models/pk_timecourses.tsv`, figure `pk_timecourses.png`)",
+        "",
+        f"Points from {MIN_SCORED_TIME_H:g} h on; error = (model - data) / data.",
+        "",
+        "| study | arm | analyte | points | median abs. rel. error | median rel. error |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in summary.itertuples():
+        lines.append(
+            f"| {r.study} | {r.arm} | {r.analyte} | {r.n} | {r.median_abs_rel_error:.1%} | {r.median_rel_error:+.1%} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

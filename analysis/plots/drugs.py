@@ -42,3 +42,26 @@ def plot_drug_comparison(curves: Mapping[str, pd.DataFrame], title: str = "") ->
         if title:
             fig.suptitle(title)
         return fig
+
+
+def plot_pk_timecourses(frame: pd.DataFrame, curves: Mapping[tuple[str, str], pd.DataFrame]) -> plt.Figure:
+    """Plasma time courses of each (study, arm) (:func:`analysis.analyses.pk_timecourse.compare_timecourses`):
+    data as markers (open = before the scored window), the model as lines; uM against h."""
+    arms = list(curves)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, len(arms), figsize=(5.2 * len(arms), 3.8), constrained_layout=True, squeeze=False)
+        for ax, key in zip(axes[0], arms, strict=True):
+            rows = frame[(frame.study == key[0]) & (frame.arm == key[1])]
+            for i, (analyte, g) in enumerate(rows.groupby("analyte", sort=False)):
+                color = f"C{i}"
+                obs = g.observable.iloc[0]
+                ax.plot(curves[key].index, curves[key][obs], color=color, lw=1.4, label=f"{analyte}, model")
+                scored = g[g.scored]
+                ax.plot(scored.time_h, scored.conc_uM, "o", color=color, ms=4, label=f"{analyte}, data")
+                early = g[~g.scored]
+                ax.plot(early.time_h, early.conc_uM, "o", mfc="none", color=color, ms=4)
+            ax.set_xlabel("hours after the start of the infusion")
+            ax.set_ylabel("plasma concentration (uM)")
+            ax.set_title(f"{key[0]}, {key[1]}")
+            ax.legend(fontsize=7, frameon=False)
+        return fig
