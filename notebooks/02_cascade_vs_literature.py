@@ -34,3 +34,18 @@ fig = plot_cascade(rat, "Rat 10 mg/kg", drawn)
 # %%
 stages = ["ketamine_brain", "nmda_block_int", "nmda_block_pyr", "rate_int", "rate_pyr", "glutamate_rel"]
 rat.loc[[0, 600, 1800, 3600, 7200, 14400], stages].rename(index=lambda t: f"{t / 60:.0f} min")
+
+# %% [markdown]
+# ## Held out: human plasma time courses (Kamp 2020, 3-step escalating infusion)
+# The human disposition was not fitted to these curves (third-party digitisation of the paper's Fig 1, see
+# `models/pk_timecourses.tsv`). Each regimen runs as a dosing schedule of consecutive infusion steps. Open markers:
+# the first hour, not scored (the digitisation's zero offset dominates there).
+
+# %%
+from analysis.analyses.pk_timecourse import REGIMENS, compare_timecourses, simulate_regimen, timecourse_summary
+from analysis.plots.drugs import plot_pk_timecourses
+
+pk = compare_timecourses()
+curves = {key: simulate_regimen(*key, ("ketamine_plasma", "norketamine_plasma"), 5.1) for key in REGIMENS}
+fig = plot_pk_timecourses(pk, curves)
+timecourse_summary(pk).round(3)
