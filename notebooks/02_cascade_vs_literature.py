@@ -42,10 +42,9 @@ rat.loc[[0, 600, 1800, 3600, 7200, 14400], stages].rename(index=lambda t: f"{t /
 # the first hour, not scored (the digitisation's zero offset dominates there).
 
 # %%
-from analysis.analyses.pk_timecourse import REGIMENS, compare_timecourses, simulate_regimen, timecourse_summary
+from analysis.analyses.pk_timecourse import timecourse_check, timecourse_summary
 from analysis.plots.drugs import plot_pk_timecourses
 
-pk = compare_timecourses()
-curves = {key: simulate_regimen(*key, ("ketamine_plasma", "norketamine_plasma"), 5.1) for key in REGIMENS}
+pk, curves = timecourse_check()
 fig = plot_pk_timecourses(pk, curves)
 timecourse_summary(pk).round(3)

@@ -167,8 +167,8 @@ def repeated_dosing(
     """
     if isinstance(n_doses, bool) or int(n_doses) != n_doses or n_doses < 1:
         raise ModelError(f"n_doses must be a positive integer, got {n_doses}")
-    if not interval_s > 0:
-        raise ModelError(f"interval_s must be > 0, got {interval_s}")
+    if not interval_s >= 2.0:
+        raise ModelError(f"interval_s must be >= 2 s, got {interval_s}")
     m = as_model(model)
     scen = default_scenario(m) if scenario is None else dict(scenario)
     amount = float(dose) if dose is not None else float(scen.get("dose", m.defaults.get("dose", 0.0)))
@@ -188,32 +188,23 @@ def dosing_schedule(
     first at t = 0, then ``horizon_s`` s after the last start.
 
     Each step is the model's ``dose`` input given at ``t_dose`` = start: an i.p. injection in the rat, an i.v.
-    infusion of ``dose`` over the step's duration in the human (None keeps the scenario's
-    ``infusion_duration``).  Repeated doses and step-wise (escalating) infusions are both schedules: consecutive
-    infusion steps whose durations end where the next step starts give a piecewise-constant infusion rate.
-    Implements the README re-dose recipe on the loaded model: inputs, reset (first step), simulate to 1 s
-    before the next start, move ``t_dose`` (and ``dose``, ``infusion_duration``) there and continue without a
-    reset.  A step that starts while an infusion is still running replaces its rate from that moment (the
-    infusion rate is set at a step's start, so consecutive steps deliver their doses in full: two 20-min
-    steps of 0.25 mg/kg equal one 40-min infusion of 0.5 mg/kg to 1.5e-7, ``tests/test_pk_timecourse.py``).
+    infusion of ``dose`` over the step's duration in the human (None: the scenario's ``infusion_duration``).
+    Repeated doses and step-wise (escalating) infusions are both schedules: consecutive infusion steps whose
+    durations end where the next step starts give a piecewise-constant infusion rate.  Implements the README
+    re-dose recipe on the loaded model: inputs, reset (first step), simulate to just before the next start
+    (1 s), set ``dose``, ``infusion_duration`` and ``t_dose`` for it there and continue without a reset; a
+    running infusion keeps its rate until the next step starts.  A step that starts while an infusion is still
+    running replaces its rate from that moment, so consecutive steps deliver their doses in full (two 20-min
+    steps of 0.25 mg/kg and one 40-min infusion of 0.5 mg/kg differ by 1.5e-7, ``tests/test_pk_timecourse.py``).
     The model's inputs are restored afterwards.  Returns a DataFrame indexed by time (s) since the first step
     with the observables as columns.
     """
     m = as_model(model)
-    steps = [tuple(s) for s in steps]
-    if not steps:
-        raise ModelError("a dosing schedule needs at least one step")
-    for k, step in enumerate(steps):
-        if len(step) != 3:
-            raise ModelError(f"schedule step {k} must be (start s, dose mg/kg, duration s or None), got {step}")
-        start, amount, duration = step
-        if not (np.isfinite(start) and np.isfinite(amount)) or amount < 0:
-            raise ModelError(f"schedule step {k}: start and dose must be finite and the dose >= 0, got {step}")
-        if duration is not None and not (np.isfinite(duration) and duration > 0):
-            raise ModelError(f"schedule step {k}: the infusion duration must be > 0 s, got {duration}")
-        if duration is not None and "infusion_duration" not in m.defaults:
-            raise ModelError(f"model {m.model_id} has no infusion_duration input (step {k} gives a duration)")
-    starts = [float(s[0]) for s in steps]
+    parsed = _schedule_steps(steps)
+    infusion = "infusion_duration" in m.defaults
+    if not infusion and any(d is not None for _, _, d in parsed):
+        raise ModelError(f"model {m.model_id} has no infusion_duration input (a schedule step gives a duration)")
+    starts = [s for s, _, _ in parsed]
     if starts[0] != 0.0 or any(b - a < 2.0 for a, b in zip(starts, starts[1:], strict=False)):
         raise ModelError(f"schedule steps must start at 0 s and follow each other by >= 2 s, got starts {starts}")
     if not horizon_s > 0:
@@ -221,36 +212,45 @@ def dosing_schedule(
     if "t_dose" not in m.defaults:
         raise ModelError(f"model {m.model_id} has no t_dose input")
     scen = default_scenario(m) if scenario is None else dict(scenario)
+    base = float(scen.get("infusion_duration", m.defaults["infusion_duration"])) if infusion else None
+    durations = [base if d is None else d for _, _, d in parsed]
     scen["t_dose"] = 0.0
-    first = steps[0]
-    scen["dose"] = float(first[1])
-    if first[2] is not None:
-        scen["infusion_duration"] = float(first[2])
+    scen["dose"] = parsed[0][1]
+    if infusion:
+        scen["infusion_duration"] = durations[0]
     mm = m.rr.model
     known = set(m.floating) | set(mm.getGlobalParameterIds()) | set(mm.getCompartmentIds())
     unknown = [o for o in observables if o not in known]
     if unknown:
         raise ModelError(f"unknown observable(s) {unknown}")
     sel = ["time"] + [m.selection(o) for o in observables]
+    # Each step's inputs are set `lead` s before it starts (1 s; half the gap if the previous infusion ends
+    # within that second, so it is not stretched).
+    leads = [1.0]
+    for k in range(1, len(parsed)):
+        end = starts[k - 1] + durations[k - 1] if infusion else -np.inf
+        leads.append((starts[k] - end) / 2.0 if starts[k] - 1.0 < end < starts[k] else 1.0)
     m.apply(scen)
     pieces = []
     try:
-        ends = [a - 1.0 for a in starts[1:]] + [starts[-1] + horizon_s]  # stop 1 s before the next step
+        ends = [a - lead for a, lead in zip(starts[1:], leads[1:], strict=True)] + [starts[-1] + horizon_s]
         for k, (a, b) in enumerate(zip(starts, ends, strict=True)):
-            head = [a - 1.0] if k > 0 else []
+            head = [a - leads[k]] if k > 0 else []
             if k > 0:
-                _, amount, duration = steps[k]
-                m.rr["dose"] = float(amount)
-                if duration is not None:
-                    m.rr["infusion_duration"] = float(duration)
-                m.rr["t_dose"] = a  # later than the current time (a - 1 s): the event re-arms and fires at a
+                m.rr["dose"] = parsed[k][1]
+                if infusion and durations[k] != durations[k - 1]:
+                    if starts[k - 1] + durations[k - 1] >= a:
+                        # the previous step still runs until a: its rate (pump x pump_setting / duration) is kept
+                        m.rr["pump_setting"] = m.rr["pump_setting"] * durations[k] / durations[k - 1]
+                    m.rr["infusion_duration"] = durations[k]
+                m.rr["t_dose"] = a  # later than the current time: the event re-arms and fires at a
             dense = np.arange(a, min(a + 8 * HOUR, b), 60.0)
             tail = np.linspace(min(a + 8 * HOUR, b), b, points_per_interval)
             grid = np.unique(np.concatenate([head, dense, tail]))
             res = np.asarray(m.rr.simulate(times=grid, selections=sel))
             pieces.append(res if k == 0 else res[1:])
     except Exception as exc:
-        raise SimulationError(f"dosing schedule failed for {m.model_id} ({scen}, steps {steps}): {exc}") from exc
+        raise SimulationError(f"dosing schedule failed for {m.model_id} ({scen}, steps {parsed}): {exc}") from exc
     finally:
         # Restore the inputs, then one short drug-free run: measured with libroadrunner 2.10 on the human model,
         # the first reset after a re-dosed run with the same inputs otherwise does not fire the dose event.
@@ -409,3 +409,31 @@ __all__ = [
     "scan_1d",
     "scan_2d",
 ]
+
+
+def _schedule_steps(steps: Sequence[Sequence[object]]) -> list[tuple[float, float, float | None]]:
+    """Check and convert schedule steps to (start s, dose mg/kg, duration s or None)."""
+
+    def number(x: object) -> float:
+        if isinstance(x, bool):
+            raise TypeError("a boolean is not a number here")
+        return float(x)  # type: ignore[arg-type]
+
+    out = []
+    for k, step in enumerate(list(steps)):
+        try:
+            start, amount, duration = step  # type: ignore[misc]
+            start, amount = number(start), number(amount)
+            duration = None if duration is None else number(duration)
+        except (TypeError, ValueError) as exc:
+            raise ModelError(
+                f"schedule step {k} must be (start s, dose mg/kg, duration s or None) of numbers, got {step!r} ({exc})"
+            ) from None
+        if not (np.isfinite(start) and np.isfinite(amount)) or amount < 0:
+            raise ModelError(f"schedule step {k}: start and dose must be finite and the dose >= 0, got {step!r}")
+        if duration is not None and not (np.isfinite(duration) and duration > 0):
+            raise ModelError(f"schedule step {k}: the infusion duration must be > 0 s, got {duration}")
+        out.append((start, amount, duration))
+    if not out:
+        raise ModelError("a dosing schedule needs at least one step")
+    return out

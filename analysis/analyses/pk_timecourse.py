@@ -88,12 +88,21 @@ def simulate_regimen(
 def compare_timecourses(table: pd.DataFrame | None = None, model: CascadeModel | None = None) -> pd.DataFrame:
     """Every data point with the model's value at its time: columns of the table plus ``simulated`` (uM),
     ``rel_error`` ((simulated - data) / data) and ``scored`` (time >= :data:`MIN_SCORED_TIME_H`)."""
+    return timecourse_check(table, model)[0]
+
+
+def timecourse_check(
+    table: pd.DataFrame | None = None, model: CascadeModel | None = None
+) -> tuple[pd.DataFrame, dict[tuple[str, str], pd.DataFrame]]:
+    """:func:`compare_timecourses` and the simulated time course of each (study, arm) (index h, 0.1 h past its
+    last data point), from one simulation per arm."""
     table = read_timecourses() if table is None else table
     model = model or load_model("human")
-    out = []
+    out, curves = [], {}
     for (study, arm), rows in table.groupby(["study", "arm"], sort=False):
         observables = tuple(sorted(set(rows.observable)))
         curve = simulate_regimen(study, arm, observables, float(rows.time_h.max()) + 0.1, model)
+        curves[(study, arm)] = curve
         rows = rows.copy()
         rows["simulated"] = [
             float(np.interp(t, curve.index.values, curve[o].values))
@@ -103,7 +112,7 @@ def compare_timecourses(table: pd.DataFrame | None = None, model: CascadeModel |
     frame = pd.concat(out, ignore_index=True)
     frame["rel_error"] = (frame.simulated - frame.conc_uM) / frame.conc_uM.where(frame.conc_uM > 0)
     frame["scored"] = frame.time_h >= MIN_SCORED_TIME_H
-    return frame
+    return frame, curves
 
 
 def timecourse_summary(frame: pd.DataFrame) -> pd.DataFrame:

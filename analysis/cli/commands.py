@@ -138,16 +138,10 @@ def run_and_report_validation(outdir: Path) -> pd.DataFrame:
 def pk_timecourse_check():
     """The held-out human plasma time courses (:mod:`analysis.analyses.pk_timecourse`): the point-by-point
     comparison, its summary and the figure."""
-    from analysis.analyses.pk_timecourse import REGIMENS, compare_timecourses, simulate_regimen, timecourse_summary
+    from analysis.analyses.pk_timecourse import timecourse_check, timecourse_summary
     from analysis.plots.drugs import plot_pk_timecourses
 
-    frame = compare_timecourses()
-    model = load_model("human")
-    curves = {}
-    for key in REGIMENS:
-        rows = frame[(frame.study == key[0]) & (frame.arm == key[1])]
-        if len(rows):
-            curves[key] = simulate_regimen(*key, tuple(sorted(set(rows.observable))), rows.time_h.max() + 0.1, model)
+    frame, curves = timecourse_check()
     return frame, timecourse_summary(frame), plot_pk_timecourses(frame, curves)
 
 
