@@ -37,9 +37,9 @@ rat.loc[[0, 600, 1800, 3600, 7200, 14400], stages].rename(index=lambda t: f"{t /
 
 # %% [markdown]
 # ## Held out: human plasma time courses (Kamp 2020, 3-step escalating infusion)
-# The human disposition was not fitted to these curves (third-party digitisation of the paper's Fig 1, see
-# `models/pk_timecourses.tsv`). Each regimen runs as a dosing schedule of consecutive infusion steps. Open markers:
-# the first hour, not scored (the digitisation's zero offset dominates there).
+# The human disposition was not fitted to these curves (third-party digitisation of the paper's Fig 1: the
+# `kamp2020_*` rows of `models/calibration_data.tsv`, evidence `digitised`). The escalating steps are the SBML's
+# `dose_step2` and `dose_step3` inputs, so every simulator can run the regimen.
 
 # %%
 from analysis.analyses.pk_timecourse import timecourse_check, timecourse_summary

@@ -98,39 +98,48 @@ def test_a_duration_needs_an_infusion_input():
         dosing_schedule("rat", [(0.0, 10.0, 600.0)], 3600.0, observables=["ketamine_plasma"])
 
 
-def test_kamp_comparison_scores_every_point_after_the_first_hour():
+def test_escalating_infusion_inputs_equal_the_schedule():
+    """The SBML's dose_step2/dose_step3 inputs give what three consecutive infusion steps give."""
+    human = load_model("human")
+    t = np.array([0.0, 1800.0, 3600.0, 5400.0, 9000.0, 10800.0, 11700.0, 18000.0])
+    inputs = {"dose": 0.28, "infusion_duration": 3600.0, "dose_step2": 0.57, "dose_step3": 1.14}
+    a = human.simulate(t, inputs, OBS)
+    steps = [(0.0, 0.28, 3600.0), (3600.0, 0.57, 3600.0), (7200.0, 1.14, 3600.0)]
+    b = dosing_schedule(human, steps, 4 * 3600.0, observables=OBS)
+    for obs in OBS:
+        np.testing.assert_allclose(a[obs].values[1:], _at(b[obs], t[1:]), rtol=1e-5)
+    # the defaults (0) are the single infusion
+    single = human.simulate(t, {"dose": 0.5}, OBS)
+    zero = human.simulate(t, {"dose": 0.5, "dose_step2": 0.0, "dose_step3": 0.0}, OBS)
+    np.testing.assert_array_equal(single.values, zero.values)
+
+
+def test_kamp_comparison_scores_every_held_out_plasma_point():
     table = P.read_timecourses()
+    assert len(table) == 48 and (table.time_h >= 1.0).all() and set(table.study) == {"kamp2020"}
     frame, curves = P.timecourse_check(table)
     assert len(frame) == len(table) and np.isfinite(frame.simulated).all() and (frame.simulated >= 0).all()
-    assert set(curves) == set(P.REGIMENS) and frame.scored.sum() == 48 and (~frame.scored).sum() == 12
+    assert set(curves) == set(frame.condition) and len(curves) == 2
     # the regimen and units are right to well within a factor of 2 at the end of the infusion (a wrong step
     # order or mg/kg per 70 kg would be 2-4x off)
-    end = frame[(frame.time_h == 3.0) & (frame.analyte == "ketamine (S + R)")].iloc[0]
+    racemic = frame[~frame.condition.str.contains("esketamine")]
+    end = racemic[(racemic.time_h == 3.0) & (racemic.observable == "ketamine_plasma")].iloc[0]
     assert 0.5 < end.simulated / end.conc_uM < 2.0
     # the simulated column is the curve read at the data time
-    row = frame[(frame.arm == "esketamine") & (frame.time_h == 4.0) & (frame.observable == "ketamine_plasma")].iloc[0]
-    curve = curves[("kamp2020", "esketamine")]
-    assert row.simulated == pytest.approx(float(_at(curve.ketamine_plasma, 4.0)), rel=1e-12)
-    summary = P.timecourse_summary(frame).set_index(["study", "arm", "analyte"])
-    scored = frame[frame.scored]
-    assert summary.loc[("all", "", ""), "median_abs_rel_error"] == pytest.approx(scored.rel_error.abs().median())
+    row = frame.iloc[-1]
+    assert row.simulated == pytest.approx(float(_at(curves[row.condition][row.observable], row.time_h)), rel=1e-12)
+    summary = P.timecourse_summary(frame).set_index("condition")
+    assert summary.loc["all", "median_abs_rel_error"] == pytest.approx(frame.rel_error.abs().median())
+    assert summary.loc["all", "n"] == 48
 
 
-def test_bad_timecourse_tables_are_refused(tmp_path):
-    good = P.read_timecourses()
-    path = tmp_path / "t.tsv"
-    good.drop(columns=["conc_uM"]).to_csv(path, sep="\t", index=False)
-    with pytest.raises(ModelError, match="missing column"):
-        P.read_timecourses(path)
-    bad = good.copy()
-    bad.loc[0, "conc_uM"] = -1.0
-    bad.to_csv(path, sep="\t", index=False)
-    with pytest.raises(ModelError, match=">= 0"):
-        P.read_timecourses(path)
-    other = good.copy()
-    other.loc[0, "arm"] = "oral"
-    other.to_csv(path, sep="\t", index=False)
-    with pytest.raises(ModelError, match="no dosing regimen"):
-        P.read_timecourses(path)
-    with pytest.raises(ModelError, match="no dosing regimen"):
-        P.simulate_regimen("kamp2020", "oral", ("ketamine_plasma",), 5.0)
+def test_bad_timecourse_rows_are_refused():
+    from analysis.calibration.petab_problem import read_data
+
+    rows = [dict(r) for r in read_data()]
+    with pytest.raises(ModelError, match="no held-out human plasma"):
+        P.read_timecourses([r for r in rows if not r["id"].startswith("kamp2020")])
+    kamp = [r for r in rows if r["id"].startswith("kamp2020")]
+    kamp[0]["unit"] = "ng/ml"
+    with pytest.raises(ModelError, match="must be in uM"):
+        P.read_timecourses(kamp)

@@ -146,20 +146,18 @@ def pk_timecourse_check():
 
 
 def pk_timecourse_markdown(summary: pd.DataFrame) -> str:
-    from analysis.analyses.pk_timecourse import MIN_SCORED_TIME_H
-
     lines = [
         "",
-        "## Human plasma time courses (held out; `models/pk_timecourses.tsv`, figure `pk_timecourses.png`)",
+        "## Human plasma time courses (held out; `models/calibration_data.tsv`, figure `pk_timecourses.png`)",
         "",
-        f"Points from {MIN_SCORED_TIME_H:g} h on; error = (model - data) / data.",
+        "Error = (model - data) / data.",
         "",
-        "| study | arm | analyte | points | median abs. rel. error | median rel. error |",
-        "|---|---|---|---|---|---|",
+        "| condition | observable | points | median abs. rel. error | median rel. error |",
+        "|---|---|---|---|---|",
     ]
     for r in summary.itertuples():
         lines.append(
-            f"| {r.study} | {r.arm} | {r.analyte} | {r.n} | {r.median_abs_rel_error:.1%} | {r.median_rel_error:+.1%} |"
+            f"| {r.condition} | {r.observable} | {r.n} | {r.median_abs_rel_error:.1%} | {r.median_rel_error:+.1%} |"
         )
     return "\n".join(lines) + "\n"
 

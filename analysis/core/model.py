@@ -76,6 +76,8 @@ SPECIES_OBSERVABLES: dict[str, tuple[str, ...]] = {"human": ("madrs_change",), "
 INPUT_RANGES = {
     "dose": (0.0, math.inf),
     "dose_intranasal": (0.0, math.inf),
+    "dose_step2": (0.0, math.inf),
+    "dose_step3": (0.0, math.inf),
     "t_dose": (0.0, math.inf),
     "infusion_duration": (1e-9, math.inf),
     "body_weight": (1e-9, math.inf),
@@ -93,6 +95,8 @@ INPUTS = frozenset(
     {
         "dose",
         "dose_intranasal",
+        "dose_step2",
+        "dose_step3",
         "t_dose",
         "infusion_duration",
         "inhib_ampa",

@@ -44,24 +44,30 @@ def plot_drug_comparison(curves: Mapping[str, pd.DataFrame], title: str = "") ->
         return fig
 
 
-def plot_pk_timecourses(frame: pd.DataFrame, curves: Mapping[tuple[str, str], pd.DataFrame]) -> plt.Figure:
-    """Plasma time courses of each (study, arm) (:func:`analysis.analyses.pk_timecourse.compare_timecourses`):
-    data as markers (open = before the scored window), the model as lines; uM against h."""
-    arms = list(curves)
+def plot_pk_timecourses(frame: pd.DataFrame, curves: Mapping[str, pd.DataFrame]) -> plt.Figure:
+    """Plasma time courses of each condition (:func:`analysis.analyses.pk_timecourse.timecourse_check`): data as
+    markers, the model as lines; uM against h after the start of the infusion."""
+    names = {"ketamine_plasma": "ketamine", "norketamine_plasma": "norketamine"}
+    conditions = list(curves)
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, len(arms), figsize=(5.2 * len(arms), 3.8), constrained_layout=True, squeeze=False)
-        for ax, key in zip(axes[0], arms, strict=True):
-            rows = frame[(frame.study == key[0]) & (frame.arm == key[1])]
-            for i, (analyte, g) in enumerate(rows.groupby("analyte", sort=False)):
+        fig, axes = plt.subplots(
+            1, len(conditions), figsize=(5.2 * len(conditions), 4.0), constrained_layout=True, squeeze=False
+        )
+        for ax, condition in zip(axes[0], conditions, strict=True):
+            rows = frame[frame.condition == condition]
+            for i, (obs, g) in enumerate(rows.groupby("observable", sort=True)):
                 color = f"C{i}"
-                obs = g.observable.iloc[0]
-                ax.plot(curves[key].index, curves[key][obs], color=color, lw=1.4, label=f"{analyte}, model")
-                scored = g[g.scored]
-                ax.plot(scored.time_h, scored.conc_uM, "o", color=color, ms=4, label=f"{analyte}, data")
-                early = g[~g.scored]
-                ax.plot(early.time_h, early.conc_uM, "o", mfc="none", color=color, ms=4)
+                ax.plot(
+                    curves[condition].index,
+                    curves[condition][obs],
+                    color=color,
+                    lw=1.4,
+                    label=f"{names.get(obs, obs)}, model",
+                )
+                ax.plot(g.time_h, g.conc_uM, "o", color=color, ms=4, label=f"{names.get(obs, obs)}, data")
+            study = rows.study.iloc[0] if len(rows) else ""
             ax.set_xlabel("hours after the start of the infusion")
             ax.set_ylabel("plasma concentration (uM)")
-            ax.set_title(f"{key[0]}, {key[1]}")
+            ax.set_title(f"{study}: {condition}".replace("; ", "\n", 2), fontsize=8)
             ax.legend(fontsize=7, frameon=False)
         return fig
