@@ -435,17 +435,24 @@ def _markdown(df: pd.DataFrame) -> str:
 def _plot_bands(bands: pd.DataFrame, data: list[dict[str, str]], band_label: str | None = "95 % profile band"):
     """One panel per (condition, observable): band (none if ``band_label`` is None), best fit and the data with
     their log-normal 95 % error."""
+    import textwrap
+
     import matplotlib.pyplot as plt
 
     keys = list(dict.fromkeys(zip(bands["condition"], bands["observable"], strict=True)))
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.2), squeeze=False)
-    for ax, (cond, obs) in zip(axes[0], keys, strict=True):
+    ncol = min(4, len(keys))
+    nrow = -(-len(keys) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.2 * nrow), squeeze=False)
+    for ax in axes.flat[len(keys) :]:
+        ax.axis("off")
+    for ax, (cond, obs) in zip(axes.flat, keys, strict=False):
         b = bands[(bands["condition"] == cond) & (bands["observable"] == obs)]
         points = [r for r in data if condition_label(r) == cond and r["observable"] == obs]
-        # a datum within the first 6 h (PK) is shown on an hour scale up to 4x its time, the rest in days
+        # data within the first 6 h (PK) are shown on an hour scale up to 4x the last one's time (at most 6 h more),
+        # the rest in days
         t_data = max((float(r["time_s"]) for r in points), default=b["time_s"].max())
         scale, label = (3600.0, "h") if t_data < 6 * 3600 else (86400.0, "days")
-        t_end = 4 * t_data if t_data < 6 * 3600 else float(b["time_s"].max())
+        t_end = min(4 * t_data, t_data + 6 * 3600) if t_data < 6 * 3600 else float(b["time_s"].max())
         b = b[b["time_s"] <= t_end]
         t = b["time_s"].to_numpy() / scale
         if band_label is not None:
@@ -457,7 +464,7 @@ def _plot_bands(bands: pd.DataFrame, data: list[dict[str, str]], band_label: str
             style = "ko" if r["use"] == "fit" else "rs"
             shown = r["use"] in ax.get_legend_handles_labels()[1]
             ax.errorbar([float(r["time_s"]) / scale], [v], yerr=err, fmt=style, ms=4, label=None if shown else r["use"])
-        ax.set(xlabel=f"time ({label})", ylabel=obs, title=cond, xlim=(0, t_end / scale))
+        ax.set(xlabel=f"time ({label})", ylabel=obs, title="\n".join(textwrap.wrap(cond, 48)), xlim=(0, t_end / scale))
         ax.title.set_fontsize(7)
         ax.legend(fontsize=6)
     fig.tight_layout()
