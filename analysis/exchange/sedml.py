@@ -148,6 +148,18 @@ def standard_experiments() -> list[Experiment]:
             (Scenario("human_infusion", "human", {"dose": 0.5, "infusion_duration": 2400.0}, "human 0.5 mg/kg IV"),),
         ),
         Experiment(
+            "human_escalating_infusion",
+            "Human, 3-step escalating IV infusion, 0.28, 0.57 and 1.14 mg/kg over 60 min each (Kamp et al. 2020)",
+            (
+                Scenario(
+                    "human_escalating_infusion",
+                    "human",
+                    {"dose": 0.28, "infusion_duration": 3600.0, "dose_step2": 0.57, "dose_step3": 1.14},
+                    "human escalating IV infusion (Kamp 2020 racemic regimen)",
+                ),
+            ),
+        ),
+        Experiment(
             "rat_ip",
             "Rat, 10 mg/kg i.p.",
             (Scenario("rat_ip", "rat", {"dose": 10.0}, "rat 10 mg/kg i.p."),),
