@@ -176,6 +176,34 @@ def repeated_dosing(
     return dosing_schedule(m, steps, horizon_s, scen, observables, points_per_interval)
 
 
+def _schedule_steps(steps: Sequence[Sequence[object]]) -> list[tuple[float, float, float | None]]:
+    """Check and convert schedule steps to (start s, dose mg/kg, duration s or None)."""
+
+    def number(x: object) -> float:
+        if isinstance(x, bool):
+            raise TypeError("a boolean is not a number here")
+        return float(x)  # type: ignore[arg-type]
+
+    out = []
+    for k, step in enumerate(list(steps)):
+        try:
+            start, amount, duration = step  # type: ignore[misc]
+            start, amount = number(start), number(amount)
+            duration = None if duration is None else number(duration)
+        except (TypeError, ValueError) as exc:
+            raise ModelError(
+                f"schedule step {k} must be (start s, dose mg/kg, duration s or None) of numbers, got {step!r} ({exc})"
+            ) from None
+        if not (np.isfinite(start) and np.isfinite(amount)) or amount < 0:
+            raise ModelError(f"schedule step {k}: start and dose must be finite and the dose >= 0, got {step!r}")
+        if duration is not None and not (np.isfinite(duration) and duration > 0):
+            raise ModelError(f"schedule step {k}: the infusion duration must be > 0 s, got {duration}")
+        out.append((start, amount, duration))
+    if not out:
+        raise ModelError("a dosing schedule needs at least one step")
+    return out
+
+
 def dosing_schedule(
     model: CascadeModel | str,
     steps: Sequence[tuple[float, float, float | None]],
@@ -402,6 +430,7 @@ __all__ = [
     "INFUSION_DURATIONS",
     "INTERVENTIONS",
     "dose_response",
+    "dosing_schedule",
     "interventions",
     "log_doses",
     "regimens",
@@ -409,31 +438,3 @@ __all__ = [
     "scan_1d",
     "scan_2d",
 ]
-
-
-def _schedule_steps(steps: Sequence[Sequence[object]]) -> list[tuple[float, float, float | None]]:
-    """Check and convert schedule steps to (start s, dose mg/kg, duration s or None)."""
-
-    def number(x: object) -> float:
-        if isinstance(x, bool):
-            raise TypeError("a boolean is not a number here")
-        return float(x)  # type: ignore[arg-type]
-
-    out = []
-    for k, step in enumerate(list(steps)):
-        try:
-            start, amount, duration = step  # type: ignore[misc]
-            start, amount = number(start), number(amount)
-            duration = None if duration is None else number(duration)
-        except (TypeError, ValueError) as exc:
-            raise ModelError(
-                f"schedule step {k} must be (start s, dose mg/kg, duration s or None) of numbers, got {step!r} ({exc})"
-            ) from None
-        if not (np.isfinite(start) and np.isfinite(amount)) or amount < 0:
-            raise ModelError(f"schedule step {k}: start and dose must be finite and the dose >= 0, got {step!r}")
-        if duration is not None and not (np.isfinite(duration) and duration > 0):
-            raise ModelError(f"schedule step {k}: the infusion duration must be > 0 s, got {duration}")
-        out.append((start, amount, duration))
-    if not out:
-        raise ModelError("a dosing schedule needs at least one step")
-    return out
