@@ -86,11 +86,6 @@ def timecourse_check(
     return frame, curves
 
 
-def compare_timecourses(table: pd.DataFrame | None = None, model: CascadeModel | None = None) -> pd.DataFrame:
-    """The point-by-point comparison of :func:`timecourse_check`."""
-    return timecourse_check(table, model)[0]
-
-
 def timecourse_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Median absolute and median signed relative error per condition and observable, and overall (``all``)."""
     if not len(frame):
