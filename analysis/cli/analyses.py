@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -53,9 +55,13 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     out = Path(args.out)
     params = _names(args.parameters)
     readouts = _names(args.readouts)
-    ts = S.timecourse_sensitivities(
-        args.species, params, observables=OBSERVABLES, times=np.linspace(0, args.hours * 3600.0, args.n_times)
-    )
+    with warnings.catch_warnings(record=True) as caught:  # a fallback is a note for the user, not a traceback
+        warnings.simplefilter("always", UserWarning)
+        ts = S.timecourse_sensitivities(
+            args.species, params, observables=OBSERVABLES, times=np.linspace(0, args.hours * 3600.0, args.n_times)
+        )
+    for w in caught:
+        print(f"note: {w.message}", file=sys.stderr)
     long = ts.stack(level=[0, 1], future_stack=True).rename("scaled_sensitivity").reset_index()
     write_csv(long.set_index("time_after_dose_s"), out / "sensitivity_timecourse.csv")
     summary = S.summarise_timecourse(ts)
@@ -227,10 +233,13 @@ def cmd_robustness(args: argparse.Namespace) -> int:
             "drug-free state)"
         )
     for p, scan in scans.items():
-        lo, hi = R.branch_end(scan)
-        kinds = [R.branch_kind(scan, side) or "-" for side in ("below", "above")]
-        print(f"continuation {p}: physiological branch ends at {lo} (below, {kinds[0]}) / {hi} (above, {kinds[1]}); "
-              f"range {scan.attrs['lower']:g} to {scan.attrs['upper']:g}")  # fmt: skip
+        ends_at = []
+        for side, end in zip(("below", "above"), R.branch_end(scan), strict=True):
+            kind = R.branch_kind(scan, side)
+            where = "holds over the whole scan" if end is None else f"ends at {end:.4g}"
+            ends_at.append(f"{side}: {where}" + (f" ({kind})" if kind else ""))
+        print(f"continuation {p} (range {scan.attrs['lower']:g} to {scan.attrs['upper']:g}): physiological branch "
+              f"{'; '.join(ends_at)}")  # fmt: skip
     modes = R.oscillatory_modes(args.species)
     write_csv(modes, out / "oscillatory_modes.csv")
     for _, mode in modes.iterrows():
@@ -337,8 +346,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="mg/kg given to every set after the drug-free check, simulated for 7 days (default: the species' "
         "default dose; 0 = skip)",
     )
-    p.add_argument("--continuation", help="comma-separated parameters to follow (default: " + ",".join(
-        ("mg_ext", "e_gaba", "v_rest_pyr", "g_ampa_pyr")) + ")")  # fmt: skip
+    p.add_argument(
+        "--continuation",
+        help="comma-separated parameters to follow (default: mg_ext, e_gaba, v_rest_pyr, g_ampa_pyr, g_nmda_pyr, "
+        "v_slope_pyr)",
+    )
     p.add_argument("--out", default=str(RESULTS / "robustness"))
     p.set_defaults(func=cmd_robustness)
 

@@ -389,6 +389,28 @@ def _uses_local_cluster(args: argparse.Namespace) -> bool:
     )
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows an option's default where its help does not already name one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, [], argparse.SUPPRESS) or not action.option_strings or "default" in text:
+            return text
+        return text + " (default: %(default)s)"
+
+
+def _describe_subcommands(sub: argparse._SubParsersAction) -> None:
+    """Each subcommand's ``--help`` opens with its one-line summary (with its run time) and shows defaults."""
+    generic = {"species": "model (SBML file of sbml/)", "out": "output folder", "seed": "random seed"}
+    for choice in sub._choices_actions:
+        parser = sub.choices[choice.dest]
+        parser.description = parser.description or choice.help
+        parser.formatter_class = _HelpFormatter
+        for action in parser._actions:
+            if action.help is None and action.dest in generic:
+                action.help = generic[action.dest]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ketamine-cascade", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -434,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         "calibrate",
         help="fit a species' PEtab problem (models/petab/) with pyPESTO on libroadrunner: multistart, profiles, "
         "identifiability, posterior sample and prediction bands, errors on fitted and held-out data (human, 100 "
-        "starts, 3 parameters, 20,000 samples: ~10 min with --workers 2; rat: seconds)",
+        "starts, 3 parameters, 20,000 samples: ~8 min with --workers 2, of which ~3.5 min sampling; rat: seconds)",
     )
     p.add_argument("--species", choices=SPECIES, default="human")
     p.add_argument("--starts", type=int, default=100, help="multistart local optimisations")
@@ -447,13 +469,14 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=N_SAMPLES,
         help="posterior samples (adaptive Metropolis from the best fit; the prediction bands are their 95 %% "
-        "quantiles; 0: profile-envelope bands instead; human: ~2.5 min for the default)",
+        "quantiles; 0: profile-envelope bands instead; human: ~3.5 min for the default)",
     )
     p.add_argument("--out", help="report folder (default: docs/calibration/<species>)")
     p.set_defaults(func=cmd_calibrate)
-    p = sub.add_parser("run", help="main job: build, simulate defaults, validate, figures (~1 min)")
+    p = sub.add_parser("run", help="main job: build, simulate defaults, validate, figures (2 cores: ~15 s)")
     p.add_argument("--out", default=str(RESULTS))
     p.set_defaults(func=cmd_run)
+    _describe_subcommands(sub)
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     if _uses_local_cluster(args):  # the workers' imports run in the background while this process prepares the run
