@@ -196,6 +196,8 @@ def test_omex_contents(exchange_dir):
     for needle in ("pubmed:19371579", "10.1126/science.1190287", "10.1038/nature10130", "JNEUROSCI.17-08-02921.1997"):
         assert needle in rdf
     assert "ALN.0000000000003577" in rdf
+    for taxon in ("taxonomy:10116", "taxonomy:9606"):  # each SBML file's taxon
+        assert f'<bqbiol:hasTaxon rdf:resource="https://identifiers.org/{taxon}"/>' in rdf
     assert b"tellurium" in members["README.md"]
 
 
@@ -252,6 +254,11 @@ def test_report_mentions_every_element(species):
         assert prefix in text
     assert "PMID 19371579" in text  # kon_ket's source, from the SBML notes
     assert "https://identifiers.org/CHEBI:6121" in text
+    # every parameter row has a value: rule-set parameters show their drug-free value (the contract's *_rel are 1)
+    section = text.split("## Parameters", 1)[1].split("\n## ", 1)[0]
+    values = {row.split("|")[1].strip(" `"): row.split("|")[2].strip() for row in section.splitlines()[6:]}
+    assert [pid for pid, v in values.items() if not v] == []
+    assert float(values["glutamate_rel"]) == pytest.approx(1.0) and float(values["spine_density_rel"]) == 1.0
 
 
 AMICI_MISSING = "AMICI is optional: pip install '.[amici]' (needs cmake, a C++ compiler)"

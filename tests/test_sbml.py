@@ -71,6 +71,46 @@ def test_entities_carry_identifiers_org_annotations(doc, species):
     assert any("GO:" in r for r in _resources(m.getReaction("glutamate_uptake")))
 
 
+def test_protein_accessions_are_well_formed_and_distinct():
+    """UniProt accessions in proteins.tsv: the UniProt format, no accession used for two proteins or two species
+    (an accession copied into the wrong row, like the mouse Htr6 entry once given as rat raptor, often is one)."""
+    import re
+
+    from analysis.core.tables import read_proteins
+
+    pattern = re.compile(r"^([OPQ][0-9][A-Z0-9]{3}[0-9]|[A-NR-Z][0-9]([A-Z][A-Z0-9]{2}[0-9]){1,2})$")
+    seen: dict[str, str] = {}
+    for sym, row in read_proteins().items():
+        for sp in ("human", "rat"):
+            acc = row[sp].strip()
+            if not acc:
+                continue
+            assert pattern.match(acc), f"{sym} ({sp}): {acc!r} is not a UniProt accession"
+            assert acc not in seen, f"{acc} is given for both {seen[acc]} and {sym} ({sp})"
+            seen[acc] = f"{sym} ({sp})"
+
+
+def test_rat_raptor_has_no_unverified_accession(doc, species):
+    resources = _resources(doc.getModel().getSpecies("mtorc1_p"))
+    assert "https://identifiers.org/uniprot:Q9R1C8" not in resources  # mouse Htr6, not rat raptor
+    if species == "human":
+        assert "https://identifiers.org/uniprot:Q8N122" in resources
+
+
+def test_model_level_metadata(doc, species):
+    """Notes (what, how to dose, where it comes from), the taxon and the main citations on the model element."""
+    m = doc.getModel()
+    notes = m.getNotesString()
+    assert f"the {species} model" in notes and "Exchange contract observables" in notes and "dose" in notes
+    assert "not edited by hand" in notes
+    taxon = {"rat": "taxonomy:10116", "human": "taxonomy:9606"}[species]
+    terms = [m.getCVTerm(i) for i in range(m.getNumCVTerms())]
+    has_taxon = [t for t in terms if t.getBiologicalQualifierType() == libsbml.BQB_HAS_TAXON]
+    assert [t.getResourceURI(0) for t in has_taxon] == [f"https://identifiers.org/{taxon}"]
+    described = [t for t in terms if t.getModelQualifierType() == libsbml.BQM_IS_DESCRIBED_BY]
+    assert described and described[0].getNumResources() >= 3
+
+
 def test_parameter_values_equal_table(doc, species):
     m = doc.getModel()
     for pid, p in read_parameters(species).items():

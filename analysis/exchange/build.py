@@ -27,6 +27,7 @@ from analysis.core.tables import (
     read_proteins,
     read_units,
 )
+from analysis.exchange.metadata import CITATIONS, CREATOR, DESCRIPTION, LICENSE_URI, TAXA
 
 #: Antimony modules (defined once, instantiated in the fragments) and the
 #: fragments composed, in order, into each species' model.  One file per stage.
@@ -117,14 +118,21 @@ def add_unit_definitions(model: libsbml.Model) -> None:
     model.setVolumeUnits(MODEL_UNITS["volume"])
 
 
-def _uri(token: str, species: str, proteins: dict[str, dict[str, str]]) -> str:
+def _uri(token: str, species: str, proteins: dict[str, dict[str, str]]) -> str | None:
+    """identifiers.org URI of an annotation token; ``{SYMBOL}`` is the species' UniProt accession from
+    proteins.tsv.  None where that accession is left empty (no verified entry for the species)."""
+    missing = False
+
     def sub(m: re.Match) -> str:
+        nonlocal missing
         sym = m.group(1)
         if sym not in proteins:
             raise TableError(f"annotations.tsv: unknown protein symbol {sym!r} (add it to proteins.tsv)")
-        return proteins[sym][species]
+        missing = missing or not proteins[sym][species].strip()
+        return proteins[sym][species].strip()
 
-    return "https://identifiers.org/" + re.sub(r"\{(\w+)\}", sub, token)
+    uri = "https://identifiers.org/" + re.sub(r"\{(\w+)\}", sub, token)
+    return None if missing else uri
 
 
 def _set_notes(el: libsbml.SBase, text: str) -> None:
@@ -175,9 +183,12 @@ def annotate(model: libsbml.Model, species: str, params: dict[str, Parameter]) -
                 _check(el.setUnits(row["unit"]), f"set units of {sid}")
         for term in filter(None, (t.strip() for t in row["annotations"].split(";"))):
             qual, token = term.split()
+            uri = _uri(token, species, proteins)
+            if uri is None:  # no verified accession of this protein for this species (proteins.tsv)
+                continue
             cv = libsbml.CVTerm(libsbml.BIOLOGICAL_QUALIFIER)
             cv.setBiologicalQualifierType(QUALIFIERS[qual])
-            cv.addResource(_uri(token, species, proteins))
+            cv.addResource(uri)
             _check(el.addCVTerm(cv), f"annotate {sid}")
     for r in model.getListOfReactions():
         r.setReversible(False)  # every flux is written irreversibly (net fluxes are separate reactions)
@@ -324,6 +335,46 @@ def validation_messages(doc: libsbml.SBMLDocument) -> list[tuple[str, int, str]]
     return out
 
 
+def describe_model(model: libsbml.Model, species: str) -> None:
+    """Model-level metadata: notes (what the model is, how to dose it, where it comes from), the taxon and the
+    main citations (:mod:`analysis.exchange.metadata`, shared with the COMBINE archive)."""
+    from analysis.core.model import INPUT_RANGES, OBSERVABLES
+
+    def allowed(pid: str) -> str:
+        lo, hi = INPUT_RANGES[pid]
+        if lo > 0:
+            return f"{pid} > 0"
+        return f"{pid} in [0, 1]" if hi == 1 else f"{pid} >= 0"
+
+    inputs = [pid for pid in INPUT_RANGES if model.getParameter(pid) is not None]
+    paragraphs = [
+        f"{DESCRIPTION} This file: the {species} model.",
+        "Dosing: set the inputs, then reset to the initial values (the drug-free steady state) and simulate; to "
+        "dose again, move t_dose past the current time and continue without a reset. Inputs and their allowed "
+        "values: " + "; ".join(allowed(pid) for pid in inputs) + " (units in each parameter's notes; time in s, "
+        "concentrations in uM).",
+        "Exchange contract observables (stable ids; every *_rel is relative to the drug-free state): "
+        + ", ".join(OBSERVABLES)
+        + ".",
+        "Generated from the Antimony sources and parameter tables of ketamine-cascade (models/) by "
+        "analysis.exchange.build; not edited by hand. Every parameter's notes give its unit, source and evidence. "
+        f"Creator: {CREATOR}. License: {LICENSE_URI}.",
+    ]
+    body = "".join(f"<p>{_xml_escape(p)}</p>" for p in paragraphs)
+    _check(model.setNotes(f'<body xmlns="http://www.w3.org/1999/xhtml">{body}</body>'), "set model notes")
+    if not model.isSetMetaId():
+        model.setMetaId(f"meta_{model.getId()}")
+    taxon = libsbml.CVTerm(libsbml.BIOLOGICAL_QUALIFIER)
+    taxon.setBiologicalQualifierType(libsbml.BQB_HAS_TAXON)
+    taxon.addResource(TAXA[species])
+    _check(model.addCVTerm(taxon), "annotate the model's taxon")
+    cited = libsbml.CVTerm(libsbml.MODEL_QUALIFIER)
+    cited.setModelQualifierType(libsbml.BQM_IS_DESCRIBED_BY)
+    for uri in CITATIONS:
+        cited.addResource(uri.replace("http://", "https://", 1))
+    _check(model.addCVTerm(cited), "annotate the model's citations")
+
+
 def build_sbml(species: str) -> str:
     """Build, annotate, equilibrate and validate one species' SBML; return it as text."""
     params = read_parameters(species)
@@ -336,6 +387,7 @@ def build_sbml(species: str) -> str:
     check_parameter_table(model, params)
     add_unit_definitions(model)
     annotate(model, species, params)
+    describe_model(model, species)
     set_number_units(model)
     apply_initial_values(model, steady_state_values(libsbml.writeSBMLToString(doc)))
     problems = validation_messages(doc)

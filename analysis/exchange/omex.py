@@ -19,6 +19,7 @@ from xml.sax.saxutils import escape, quoteattr
 from analysis.core.io import write_atomic
 from analysis.core.model import OBSERVABLES
 from analysis.core.paths import SPECIES
+from analysis.exchange.metadata import CITATIONS, CREATOR, DESCRIPTION, LICENSE_URI, TAXA, TITLE
 from analysis.exchange.sedml import SEDML_NAME, sbml_file_name, standard_experiments
 
 OMEX_NAME = "ketamine_cascade.omex"
@@ -40,34 +41,6 @@ FORMATS = {
 #: archive root.  ``measurements_holdout.tsv`` is not part of the problem (held-out data, see README).
 PETAB_FILES = ("problem.yaml", "conditions.tsv", "observables.tsv", "measurements.tsv", "parameters.tsv",
                "measurements_holdout.tsv")  # fmt: skip
-CREATOR = "ketamine-cascade developers"
-LICENSE_URI = "https://spdx.org/licenses/MIT"
-TITLE = "ketamine-cascade: mechanistic model of ketamine action from dose to synapses"
-DESCRIPTION = (
-    "Mechanistic systems-biology model of one dose of ketamine: pharmacokinetics (human IV infusion, rat i.p.), "
-    "open-channel trapping block of NMDA receptors with Mg2+ and voltage, preferential block on GABAergic "
-    "interneurons, disinhibition of pyramidal neurons, glutamate surge and AMPA activation, Ca2+/BDNF-TrkB-Akt-"
-    "mTORC1 and eEF2K/eEF2 signalling, synaptic-protein synthesis and dendritic-spine turnover over days. "
-    "SBML Level 3 Version 2 (time in s, concentrations in uM) with SED-ML of the standard simulation experiments."
-)
-#: Main papers behind the model: identifiers.org URI -> short citation.
-CITATIONS = {
-    "http://identifiers.org/pubmed:19371579": (
-        "Gilling et al. 2009, Neuropharmacology 56:866 (NMDA channel block kinetics)"
-    ),
-    "http://identifiers.org/doi:10.1126/science.1190287": (
-        "Li et al. 2010, Science 329:959 (mTOR-dependent synapse formation)"
-    ),
-    "http://identifiers.org/doi:10.1038/nature10130": (
-        "Autry et al. 2011, Nature 475:91 (NMDA receptor blockade at rest, eEF2)"
-    ),
-    "http://identifiers.org/doi:10.1523/JNEUROSCI.17-08-02921.1997": (
-        "Moghaddam et al. 1997, J Neurosci 17:2921 (ketamine increases prefrontal glutamate)"
-    ),
-    "http://identifiers.org/doi:10.1097/ALN.0000000000003577": (
-        "Kamp et al. 2020, Anesthesiology 133:1192 (ketamine pharmacokinetics)"
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -139,14 +112,15 @@ def manifest_xml(entries: list[Entry]) -> str:
 
 
 def metadata_rdf(entries: list[Entry]) -> str:
-    """OMEX metadata (RDF/XML): title, description, creator, license and citations; no dates."""
+    """OMEX metadata (RDF/XML): title, description, creator, license, citations and each SBML file's taxon; no dates."""
     lines = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"',
         '         xmlns:dc="http://purl.org/dc/elements/1.1/"',
         '         xmlns:dcterms="http://purl.org/dc/terms/"',
         '         xmlns:foaf="http://xmlns.com/foaf/0.1/"',
-        '         xmlns:bqmodel="http://biomodels.net/model-qualifiers/">',
+        '         xmlns:bqmodel="http://biomodels.net/model-qualifiers/"',
+        '         xmlns:bqbiol="http://biomodels.net/biology-qualifiers/">',
         f"  <rdf:Description rdf:about={quoteattr(ARCHIVE_URI)}>",
         f"    <dc:title>{escape(TITLE)}</dc:title>",
         f"    <dc:description>{escape(DESCRIPTION)}</dc:description>",
@@ -166,12 +140,15 @@ def metadata_rdf(entries: list[Entry]) -> str:
             "    </bqmodel:isDescribedBy>",
         ]
     lines.append("  </rdf:Description>")
+    taxa = {sbml_file_name(sp): TAXA[sp] for sp in SPECIES}
     for e in entries:
         lines += [
             f"  <rdf:Description rdf:about={quoteattr(f'{ARCHIVE_URI}/{e.location}')}>",
             f"    <dc:description>{escape(e.description)}</dc:description>",
-            "  </rdf:Description>",
         ]
+        if e.location in taxa:
+            lines.append(f"    <bqbiol:hasTaxon rdf:resource={quoteattr(taxa[e.location])}/>")
+        lines.append("  </rdf:Description>")
     lines.append("</rdf:RDF>")
     return "\n".join(lines) + "\n"
 

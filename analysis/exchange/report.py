@@ -158,11 +158,17 @@ def _units_section(model: libsbml.Model) -> list[str]:
     return ["## Units", "", *table(["id", "definition"], rows), ""]
 
 
-def _compartments_section(model: libsbml.Model, targets: dict[str, list[str]]) -> list[str]:
+def _compartments_section(model: libsbml.Model, targets: dict[str, list[str]], initial: dict[str, float]) -> list[str]:
     rows = []
     for c in model.getListOfCompartments():
         ia = model.getInitialAssignment(c.getId())
-        size = f"= {formula(ia.getMath())}" if ia is not None else number(c.getSize())
+        rule = model.getAssignmentRule(c.getId())
+        if ia is not None:
+            size = f"= {formula(ia.getMath())}"
+        elif rule is not None:  # sized by a rule (e.g. body weight): the formula and its default value
+            size = f"= {formula(rule.getMath())} ({number(initial.get(c.getId(), float('nan')))})"
+        else:
+            size = number(c.getSize())
         rows.append(
             (
                 code(c.getId()),
@@ -309,18 +315,32 @@ def _reactions_section(model: libsbml.Model) -> list[str]:
     return ["## Reactions", "", *table(header, rows), ""]
 
 
+def _initial_values(sbml_path: Path) -> dict[str, float]:
+    """Every global parameter's and compartment's value at t = 0 (rules evaluated at the drug-free initial state),
+    by libroadrunner."""
+    import roadrunner
+
+    rr = roadrunner.RoadRunner(str(sbml_path))
+    ids = list(rr.model.getGlobalParameterIds()) + list(rr.model.getCompartmentIds())
+    return {sid: float(rr[sid]) for sid in ids}
+
+
 def _parameters_section(
-    model: libsbml.Model, targets: dict[str, list[str]], table_rows: dict[str, Parameter]
+    model: libsbml.Model,
+    targets: dict[str, list[str]],
+    table_rows: dict[str, Parameter],
+    initial: dict[str, float],
 ) -> list[str]:
     rows = []
     for p in model.getListOfParameters():
         pid = p.getId()
         row = table_rows.get(pid)
         rng = f"{row.lower:g} - {row.upper:g}" if row is not None else ""
+        value = p.getValue() if p.isSetValue() else initial.get(pid, float("nan"))
         rows.append(
             (
                 code(pid),
-                cell(number(p.getValue())),
+                cell(number(value)),
                 code(p.getUnits()),
                 cell(p.getSBOTermID()),
                 cell(", ".join(targets.get(pid, [])) or ("constant" if p.getConstant() else "")),
@@ -333,7 +353,8 @@ def _parameters_section(
     return [
         "## Parameters",
         "",
-        "Values are those in the SBML (for rule-determined parameters the drug-free steady state). "
+        "Values are those in the SBML; for parameters set by an assignment rule, the rule's value at the drug-free "
+        "initial state (libroadrunner). "
         "The plausible range is from `models/parameters.tsv`.",
         "",
         *table(header, rows),
@@ -362,8 +383,9 @@ def report_markdown(sbml_path: Path) -> str:
     lines += _rules_section(model)
     lines += _events_section(model)
     lines += _reactions_section(model)
-    lines += _parameters_section(model, targets, table_rows)
-    lines += _compartments_section(model, targets)
+    initial = _initial_values(sbml_path)
+    lines += _parameters_section(model, targets, table_rows, initial)
+    lines += _compartments_section(model, targets, initial)
     lines += _species_section(model)
     lines += _units_section(model)
     return "\n".join(lines).rstrip() + "\n"
