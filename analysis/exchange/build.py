@@ -27,7 +27,7 @@ from analysis.core.tables import (
     read_proteins,
     read_units,
 )
-from analysis.exchange.metadata import CITATIONS, CREATOR, DESCRIPTION, LICENSE_URI, TAXA
+from analysis.exchange.metadata import CITATIONS, CREATOR, DESCRIPTION, LICENSE_URI, TAXA, allowed_inputs
 
 #: Antimony modules (defined once, instantiated in the fragments) and the
 #: fragments composed, in order, into each species' model.  One file per stage.
@@ -340,18 +340,15 @@ def describe_model(model: libsbml.Model, species: str) -> None:
     main citations (:mod:`analysis.exchange.metadata`, shared with the COMBINE archive)."""
     from analysis.core.model import INPUT_RANGES, OBSERVABLES
 
-    def allowed(pid: str) -> str:
-        lo, hi = INPUT_RANGES[pid]
-        if lo > 0:
-            return f"{pid} > 0"
-        return f"{pid} in [0, 1]" if hi == 1 else f"{pid} >= 0"
-
     inputs = [pid for pid in INPUT_RANGES if model.getParameter(pid) is not None]
     paragraphs = [
         f"{DESCRIPTION} This file: the {species} model.",
-        "Dosing: set the inputs, then reset to the initial values (the drug-free steady state) and simulate; to "
-        "dose again, move t_dose past the current time and continue without a reset. Inputs and their allowed "
-        "values: " + "; ".join(allowed(pid) for pid in inputs) + " (units in each parameter's notes; time in s, "
+        "Dosing: set the inputs, then reset to the initial values (the drug-free steady state) and simulate. To "
+        "dose again in libroadrunner, move t_dose past the current time and continue without a reset; in COPASI, "
+        "first freeze the *_baseline parameters (initial assignments from the drug-free state), carry the end "
+        "state into the model, then move t_dose. Inputs and their allowed values: "
+        + allowed_inputs(inputs)
+        + " (units in each parameter's notes; time in s, "
         "concentrations in uM).",
         "Exchange contract observables (stable ids; every *_rel is relative to the drug-free state): "
         + ", ".join(OBSERVABLES)

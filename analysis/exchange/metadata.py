@@ -36,3 +36,16 @@ CITATIONS = {
 }
 #: NCBI taxon of each species' model (identifiers.org, ``bqbiol:hasTaxon``).
 TAXA = {"rat": "https://identifiers.org/taxonomy:10116", "human": "https://identifiers.org/taxonomy:9606"}
+
+
+def allowed_inputs(input_ids: list[str] | None = None) -> str:
+    """'dose >= 0; t_dose >= 0; ...': the contract inputs (default: all) with the values the package accepts."""
+    from analysis.core.model import INPUT_RANGES
+
+    def allowed(pid: str) -> str:
+        lo, hi = INPUT_RANGES[pid]
+        if lo > 0:
+            return f"{pid} > 0"
+        return f"{pid} in [0, 1]" if hi == 1 else f"{pid} >= 0"
+
+    return "; ".join(allowed(pid) for pid in (INPUT_RANGES if input_ids is None else input_ids))

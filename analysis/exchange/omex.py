@@ -19,7 +19,7 @@ from xml.sax.saxutils import escape, quoteattr
 from analysis.core.io import write_atomic
 from analysis.core.model import OBSERVABLES
 from analysis.core.paths import SPECIES
-from analysis.exchange.metadata import CITATIONS, CREATOR, DESCRIPTION, LICENSE_URI, TAXA, TITLE
+from analysis.exchange.metadata import CITATIONS, CREATOR, DESCRIPTION, LICENSE_URI, TAXA, TITLE, allowed_inputs
 from analysis.exchange.sedml import SEDML_NAME, sbml_file_name, standard_experiments
 
 OMEX_NAME = "ketamine_cascade.omex"
@@ -181,16 +181,21 @@ def readme_text(entries: list[Entry]) -> str:
         "",
         "Model time unit second, substance umol, volume litre (concentrations in uM). Observables: "
         + ", ".join(f"`{o}`" for o in OBSERVABLES)
-        + ". Inputs: `dose` (mg/kg), `t_dose` (s), human `infusion_duration` (s) and `body_weight` (kg); "
-        "interventions `inhib_ampa`, `inhib_mtorc1`, `inhib_trkb`, `inhib_ltype` (fractions) and "
-        "`bdnf_secretion` (relative, default 1).",
+        + ". Inputs (units in each parameter's notes in the SBML; `infusion_duration`, `dose_intranasal`, "
+        "`dose_step2` and `dose_step3` are human only) and their allowed values: "
+        + allowed_inputs()
+        + ". Simulators other than the package do not check them (an `infusion_duration` of 0 divides by zero).",
         "",
         "## Dosing",
         "",
         "The dose is an SBML event with trigger `time >= t_dose` (initialValue false, persistent), so it fires at "
         "`t_dose`, including `t_dose = 0`. Set the inputs in the SBML (or before the simulator's reset) and then "
         "simulate. The SED-ML experiments change inputs with `changeAttribute` on the SBML document, i.e. before the "
-        "model is loaded, and list only inputs that differ from the SBML's values.",
+        "model is loaded, and list only inputs that differ from the SBML's values. To dose again in "
+        "libroadrunner or tellurium, move `t_dose` past the current time and continue without a reset; in COPASI, "
+        "first freeze the `*_baseline` parameters (remove their initial assignments, keep their values), carry the "
+        "end state into the model (basico `update_model=True`), move `t_dose` and run again (the repository's "
+        "README has the code).",
         "",
         "Some tools fire a `t = 0` event twice: tellurium 2.2.13's SED-ML runner loads the model, applies the "
         "changes, then saves and reloads the current state. The dosing events therefore *set* their target "
