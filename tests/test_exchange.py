@@ -314,6 +314,28 @@ def test_amici_compiles_the_model_and_reproduces_roadrunner(species, tmp_path_fa
         assert np.max(np.abs(got - expected[:, j])) / scale < 1e-5, obs
 
 
+def test_petab_problem_runs_on_amici_as_on_libroadrunner(tmp_path_factory):
+    """pyPESTO's default PEtab route (AMICI; optional, ~30 s to compile) loads the human problem and gives the
+    negative log-posterior of the package's libroadrunner objective at the nominal parameters.  Until the build wrote
+    the ``*_baseline`` values as numbers, libpetab's parameter mapping stopped on their initial assignments."""
+    pytest.importorskip("amici", reason=AMICI_MISSING)
+    import pypesto.petab
+
+    from analysis.calibration.fit import pypesto_problem
+    from analysis.core.paths import MODELS
+
+    importer = pypesto.petab.PetabImporter.from_yaml(
+        str(MODELS / "petab" / "human" / "problem.yaml"),
+        output_folder=str(tmp_path_factory.mktemp("amici_petab")),
+        model_name="ketamine_human_petab",
+    )
+    x = np.asarray(importer.petab_problem.x_nominal_free_scaled, dtype=float)
+    amici_value = importer.create_problem().objective(x)
+    roadrunner_value = pypesto_problem("human")[0].objective(x)
+    assert np.isfinite(amici_value)
+    assert amici_value == pytest.approx(roadrunner_value, rel=1e-6)
+
+
 def test_amici_forward_sensitivities_match_the_package_finite_differences(tmp_path_factory):
     """AMICI's forward sensitivities (exact through the assignment rules) against the package's finite differences
     on the rat file, 10 mg/kg, no pre-equilibration (optional: skipped without AMICI; ~30 s to compile)."""

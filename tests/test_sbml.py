@@ -111,6 +111,21 @@ def test_model_level_metadata(doc, species):
     assert described and described[0].getNumResources() >= 3
 
 
+def test_baselines_are_constant_numbers_at_the_drug_free_state(doc, species):
+    """The ``*_baseline`` reference values ship as constants (no initial assignment a simulator could re-evaluate
+    from a changed state), equal to the drug-free initial state: every ``*_rel`` is 1 at t = 0."""
+    import roadrunner
+
+    m = doc.getModel()
+    baselines = [p for p in m.getListOfParameters() if p.getId().endswith("_baseline")]
+    assert len(baselines) == 8
+    assert all(p.getConstant() and p.isSetValue() for p in baselines)
+    assert not [ia.getSymbol() for ia in m.getListOfInitialAssignments() if ia.getSymbol().endswith("_baseline")]
+    rr = roadrunner.RoadRunner(str(sbml_path(species)))
+    rel = {i: rr[i] for i in rr.model.getGlobalParameterIds() if i.endswith("_rel")}
+    assert len(rel) >= 8 and all(abs(v - 1.0) < 1e-14 for v in rel.values()), rel
+
+
 def test_parameter_values_equal_table(doc, species):
     m = doc.getModel()
     for pid, p in read_parameters(species).items():

@@ -247,9 +247,17 @@ def set_number_units(model: libsbml.Model) -> None:
         visit(m)
 
 
+#: Suffix of the drug-free reference values of the ``*_rel`` observables (models/outputs.ant).
+BASELINE_SUFFIX = "_baseline"
+
+
 def check_parameter_table(model: libsbml.Model, params: dict[str, Parameter]) -> None:
-    """The model's free parameters and the table must match one to one, with equal values."""
+    """The model's free parameters and the table must match one to one, with equal values.
+
+    The ``*_baseline`` reference values are not table parameters: the shipped file carries them as numbers
+    evaluated at the drug-free state (:func:`freeze_baselines`)."""
     ruled = {r.getVariable() for r in model.getListOfRules()}
+    ruled |= {p.getId() for p in model.getListOfParameters() if p.getId().endswith(BASELINE_SUFFIX)}
     ruled |= {ia.getSymbol() for ia in model.getListOfInitialAssignments()}
     ruled |= {ea.getVariable() for e in model.getListOfEvents() for ea in e.getListOfEventAssignments()}
     free = {p.getId(): p for p in model.getListOfParameters() if p.getId() not in ruled}
@@ -320,6 +328,32 @@ def apply_initial_values(model: libsbml.Model, values: dict[str, float]) -> None
             _check(model.getParameter(sid).setValue(v), f"set initial value of {sid}")
 
 
+def freeze_baselines(doc: libsbml.SBMLDocument) -> dict[str, float]:
+    """Replace the ``*_baseline`` initial assignments of models/outputs.ant by their values at the shipped initial
+    (drug-free) state, so that the exchanged file carries them as constant numbers.
+
+    The sources define each baseline by its expression (``glutamate_baseline = glutamate``).  As an SBML initial
+    assignment it would be re-evaluated by any simulator that re-initialises from a changed state (COPASI's
+    ``update_model``, a PEtab pre-equilibration), silently rescaling every ``*_rel``, and AMICI's PEtab import stops
+    on it (libpetab keeps parameters with non-numeric initial assignments out of its mapping).  The values are
+    evaluated by libroadrunner with the same arithmetic as the model's own rules, so every ``*_rel`` is exactly 1 at
+    t = 0.  Returns {id: value}.
+    """
+    import roadrunner
+
+    model = doc.getModel()
+    ids = [ia.getSymbol() for ia in model.getListOfInitialAssignments() if ia.getSymbol().endswith(BASELINE_SUFFIX)]
+    rr = roadrunner.RoadRunner(libsbml.writeSBMLToString(doc))
+    values = {sid: float(rr[sid]) for sid in ids}
+    for sid, value in values.items():
+        if model.removeInitialAssignment(sid) is None:
+            raise BuildError(f"libsbml failed to remove the initial assignment of {sid}")
+        p = model.getParameter(sid)
+        _check(p.setValue(value), f"set the value of {sid}")
+        _check(p.setConstant(True), f"make {sid} constant")
+    return values
+
+
 def validation_messages(doc: libsbml.SBMLDocument) -> list[tuple[str, int, str]]:
     """libsbml consistency check (general, identifiers, units, MathML, SBO, overdetermined).
 
@@ -345,14 +379,13 @@ def describe_model(model: libsbml.Model, species: str) -> None:
         f"{DESCRIPTION} This file: the {species} model.",
         "Dosing: set the inputs, then reset to the initial values (the drug-free steady state) and simulate. To "
         "dose again in libroadrunner, move t_dose past the current time and continue without a reset; in COPASI, "
-        "first freeze the *_baseline parameters (initial assignments from the drug-free state), carry the end "
-        "state into the model, then move t_dose. Inputs and their allowed values: "
+        "carry the end state into the model, then move t_dose. Inputs and their allowed values: "
         + allowed_inputs(inputs)
         + " (units in each parameter's notes; time in s, "
         "concentrations in uM).",
-        "Exchange contract observables (stable ids; every *_rel is relative to the drug-free state): "
-        + ", ".join(OBSERVABLES)
-        + ".",
+        "Exchange contract observables (stable ids; every *_rel is relative to the shipped drug-free state, whose "
+        "values the constant *_baseline parameters hold; after changing a physiological parameter, divide by the "
+        "value at the new drug-free state): " + ", ".join(OBSERVABLES) + ".",
         "Generated from the Antimony sources and parameter tables of ketamine-cascade (models/) by "
         "analysis.exchange.build; not edited by hand. Every parameter's notes give its unit, source and evidence. "
         f"Creator: {CREATOR}. License: {LICENSE_URI}.",
@@ -387,6 +420,7 @@ def build_sbml(species: str) -> str:
     describe_model(model, species)
     set_number_units(model)
     apply_initial_values(model, steady_state_values(libsbml.writeSBMLToString(doc)))
+    freeze_baselines(doc)
     problems = validation_messages(doc)
     if problems:
         text = "\n".join(f"  {sev} {eid}: {msg[-400:]}" for sev, eid, msg in problems)

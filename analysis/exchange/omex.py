@@ -193,9 +193,9 @@ def readme_text(entries: list[Entry]) -> str:
         "simulate. The SED-ML experiments change inputs with `changeAttribute` on the SBML document, i.e. before the "
         "model is loaded, and list only inputs that differ from the SBML's values. To dose again in "
         "libroadrunner or tellurium, move `t_dose` past the current time and continue without a reset; in COPASI, "
-        "first freeze the `*_baseline` parameters (remove their initial assignments, keep their values), carry the "
-        "end state into the model (basico `update_model=True`), move `t_dose` and run again (the repository's "
-        "README has the code).",
+        "carry the end state into the model (basico `update_model=True`), move `t_dose` and run again (the "
+        "repository's README has the code). Every `*_rel` is relative to the shipped drug-free state (the constant "
+        "`*_baseline` parameters).",
         "",
         "Some tools fire a `t = 0` event twice: tellurium 2.2.13's SED-ML runner loads the model, applies the "
         "changes, then saves and reloads the current state. The dosing events therefore *set* their target "
