@@ -75,7 +75,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     if args.starts < 1 or args.workers < 0:
         raise ModelError(f"--starts must be >= 1 and --workers >= 0, got {args.starts} and {args.workers}")
-    out = Path(args.out) if args.out else ROOT / "docs" / "calibration" / args.species
+    out = Path(args.out) if args.out else RESULTS / "calibration" / args.species
     if args.samples < 0 or 0 < args.samples < MIN_SAMPLES:
         raise ModelError(f"--samples must be 0 (no sampling) or >= {MIN_SAMPLES}, got {args.samples}")
     summary = calibrate(
@@ -83,7 +83,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     )
     print(json.dumps(summary, indent=2, default=float))
     print(f"-> {out}/")
-    if out.parent == ROOT / "docs" / "calibration":
+    if args.out is None or out.parent == ROOT / "docs" / "calibration":  # the species' folders side by side
         write_overview(out.parent)
         print(f"-> {out.parent / 'summary.json'} (all species)")
     return 0
@@ -471,7 +471,10 @@ def main(argv: list[str] | None = None) -> int:
         help="posterior samples (adaptive Metropolis from the best fit; the prediction bands are their 95 %% "
         "quantiles; 0: profile-envelope bands instead; human: ~3.5 min for the default)",
     )
-    p.add_argument("--out", help="report folder (default: docs/calibration/<species>)")
+    p.add_argument(
+        "--out",
+        help="report folder (default: results/calibration/<species>; committed reports: docs/calibration/<species>)",
+    )
     p.set_defaults(func=cmd_calibrate)
     p = sub.add_parser("run", help="main job: build, simulate defaults, validate, figures (2 cores: ~15 s)")
     p.add_argument("--out", default=str(RESULTS))
