@@ -91,3 +91,27 @@ intervals.assign(median=pd.Series(sampling["posterior_median"]))
 # link's largest effect from below only, and its half-effect level not at all (`docs/calibration/human/`).
 # Estimating the assumed parameters of the cascade needs digitised time courses with their SD
 # (`docs/calibration/report.md`).
+
+# %% [markdown]
+# ## The same problem on AMICI (optional)
+#
+# pyPESTO's default PEtab route compiles the model with AMICI (`pip install -e '.[amici]'`, needs cmake and a C++
+# compiler; ~30 s to compile). It gives the same negative log-posterior as the libroadrunner objective used above,
+# at the nominal parameters.
+
+# %%
+import importlib.util
+import tempfile
+
+if importlib.util.find_spec("amici") is None:
+    print("AMICI is not installed here (pip install -e '.[amici]'); skipped")
+else:
+    import pypesto.petab
+
+    from analysis.calibration.fit import pypesto_problem
+
+    importer = pypesto.petab.PetabImporter.from_yaml(
+        str(problem_yaml("human")), output_folder=tempfile.mkdtemp(), model_name="ketamine_human_nb"
+    )
+    x = np.asarray(importer.petab_problem.x_nominal_free_scaled, dtype=float)
+    print("AMICI:", importer.create_problem().objective(x), " libroadrunner:", pypesto_problem("human")[0].objective(x))
