@@ -336,8 +336,8 @@ def freeze_baselines(doc: libsbml.SBMLDocument) -> dict[str, float]:
     assignment it would be re-evaluated by any simulator that re-initialises from a changed state (COPASI's
     ``update_model``, a PEtab pre-equilibration), silently rescaling every ``*_rel``, and AMICI's PEtab import stops
     on it (libpetab keeps parameters with non-numeric initial assignments out of its mapping).  The values are
-    evaluated by libroadrunner with the same arithmetic as the model's own rules, so every ``*_rel`` is exactly 1 at
-    t = 0.  Returns {id: value}.
+    evaluated by libroadrunner with the same arithmetic as the model's own rules; the file keeps 15 significant
+    digits, so every ``*_rel`` is 1 at t = 0 to within 1e-15.  Returns {id: value}.
     """
     import roadrunner
 
