@@ -70,6 +70,22 @@ GH_SOURCE = (
 )
 
 
+BDNF_POOL_SOURCE = (
+    "design: BDNF is stored in dense-core vesicles of the regulated secretory pathway (98 % of neurons, Brigadski et al. "
+    "2005 J Neurosci 25:7601) until released, intracellular half-life 24 h (assumed; no measurement found, and neurons "
+    "may also degrade part of it in lysosomes, Evans et al. 2011 J Biol Chem 286:29556), so most BDNF made is released: "
+    "a sustained rise of Ca2+ depletes the pool and release returns towards the synthesis rate, while a surge releases "
+    "the stored pool (model v3, docs/model_v3)"
+)
+
+BDNF_NEW_SOURCE = (
+    "design: newly made BDNF turns over in tens of minutes (half-life 20 min, assumed) and is mostly degraded rather "
+    "than sorted into vesicles (neuronal BDNF is synthesised in excess and its level set by sortilin-mediated "
+    "trafficking and lysosomal degradation, Evans et al. 2011 J Biol Chem 286:29556, DOI 10.1074/jbc.M111.219675); it "
+    "is 40 % of intracellular BDNF, so that a translation burst raises tissue BDNF within 30 min (Autry et al. 2011)"
+)
+
+
 def calibrate(D):
     rows = load()
 
@@ -159,17 +175,23 @@ def calibrate(D):
     eef2 = (1 - e_frac) * D["eef2_tot"]
     tl = g("translation_basal") + m_frac
     put(rows, "k_bdnf_degradation", math.log(2) / D["bdnf_thalf"])
-    put(
-        rows,
-        "k_bdnf_translation",
-        (g("k_bdnf_degradation") * D["bdnf_ves0"] + release) / (eef2 * (g("bdnf_translation_basal") + m_frac)),
-    )
+    cite(rows, "k_bdnf_degradation", BDNF_POOL_SOURCE)
+    # newly made BDNF: new0 = a share bdnf_new_share of intracellular BDNF; it is degraded with half-life
+    # bdnf_new_thalf or sorted into vesicles, which must supply release and the vesicles' own slow loss
+    sorted_flux = g("k_bdnf_degradation") * D["bdnf_ves0"] + release
+    new0 = D["bdnf_new_share"] / (1 - D["bdnf_new_share"]) * D["bdnf_ves0"]
+    put(rows, "k_bdnf_new_degradation", math.log(2) / D["bdnf_new_thalf"])
+    cite(rows, "k_bdnf_new_degradation", BDNF_NEW_SOURCE)
+    put(rows, "k_bdnf_sorting", sorted_flux / new0)
+    made = (g("k_bdnf_new_degradation") + g("k_bdnf_sorting")) * new0
+    put(rows, "k_bdnf_translation", made / (eef2 * (g("bdnf_translation_basal") + m_frac)))
     put(rows, "k_sp_degradation", math.log(2) / D["sp_thalf"])
     put(rows, "k_sp_translation", g("k_sp_degradation") * D["sp0"] / (eef2 * tl))
     n = g("n_sp_spine")
-    put(rows, "k_sp_spine", D["sp0"] * ((1 - D["drive0"]) / D["drive0"]) ** (1 / n))
+    put(rows, "k_sp_spine", ((1 - D["drive0"]) / D["drive0"]) ** (1 / n))
     # synaptogenic transcription: TrkB activation at the baseline complex level cplx gives
-    # tx_frac0 of the programme's maximal activity; the programme sits at 1 drug-free
+    # tx_frac0 of the induced programme's maximal activity (its foot); the programme sits at 1
+    # drug-free, of which the share program_induced_share is induced and the rest constitutive
     n_tx = g("n_tx_trkb")
     put(rows, "k_tx_trkb", cplx * ((1 - D["tx_frac0"]) / D["tx_frac0"]) ** (1 / n_tx))
     put(rows, "k_program_induction", g("k_program_decay") / D["tx_frac0"])
@@ -223,7 +245,8 @@ DESIGN = dict(
     fN=0.1,
     trkb_tot=0.01,
     trkb_occ=0.1,
-    bdnf_ves0=0.05,
+    # BDNF in the releasable store (uM; model v2.1: the store of the regulated pathway, model v3 docs)
+    bdnf_ves0=0.2,
     akt_tot=1.0,
     akt_frac=0.1,
     akt_trkb_share=0.5,
@@ -232,11 +255,21 @@ DESIGN = dict(
     mtor_akt_share=0.8,
     eef2_tot=1.0,
     eef2p_frac=0.3,
-    bdnf_thalf=1200.0,
+    bdnf_thalf=86400.0,
+    bdnf_new_share=0.6,
+    bdnf_new_thalf=1200.0,
     sp0=1.0,
     sp_thalf=7200.0,
-    drive0=0.05,
-    tx_frac0=0.05,
+    # drug-free spine-formation drive as a share of its maximum: the formation rate can rise at most 1/drive0-fold.
+    # In vivo the rate doubles with monocular deprivation (Hofer et al. 2009 Nature 457:313) and triples after a
+    # retinal lesion removes input (Keck et al. 2008 Nat Neurosci 11:1162, DOI 10.1038/nn.2181); ketamine raised it
+    # ~1.3-1.7-fold (Phoumthipphavong et al. 2016, deposited data).  A 3-fold ceiling (v2: 20-fold, 0.05, not
+    # sourced) bounds how fast new synapses can add drive (model v2.1: new spines carry excitatory drive, circuit.ant).
+    drive0=1 / 3,
+    # the induced programme's drug-free activity as a share of its maximum: far down its foot, so that the drug-free
+    # programme hardly depends on TrkB signalling (a sustained change of it moves the programme by
+    # program_induced_share x n_tx_trkb of its size), while the hour-long TrkB surge of a dose induces it strongly
+    tx_frac0=0.0006,
     spine_turnover=0.05,
     new_transient_frac=0.7,
 )

@@ -66,14 +66,22 @@ def test_tellurium_loads_and_matches(species):
     np.testing.assert_allclose(np.asarray(res), ours.values, rtol=1e-6, atol=1e-9)
 
 
-def copasi_time_course(path, inputs, duration=3 * 86400, intervals=432):
-    """COPASI (basico) time course of an SBML file with ``inputs`` set by name; columns = SBML ids."""
+def copasi_time_course(path, inputs, duration=3 * 86400, intervals=432, state=None):
+    """COPASI (basico) time course of an SBML file with ``inputs`` set by name; columns = SBML ids.  ``state``
+    (SBML id -> value) also sets initial values: species' concentrations (uM) and parameters (a drug-free start
+    that is not the file's, :func:`analysis.exchange.sedml.equilibrated_start`)."""
     import basico
 
     dm = basico.load_model(str(path))
     try:
         for pid, value in inputs.items():
             basico.set_parameters(name=pid, initial_value=value, model=dm)
+        species = set(basico.get_species(model=dm).index) if state else set()
+        for sid, value in (state or {}).items():
+            if sid in species:
+                basico.set_species(name=sid, exact=True, initial_concentration=value, model=dm)
+            else:
+                basico.set_parameters(name=sid, exact=True, initial_value=value, model=dm)
         return basico.run_time_course(
             start_time=0, duration=duration, intervals=intervals, model=dm, use_sbml_id=True, a_tol=1e-12, r_tol=1e-9
         )
@@ -101,12 +109,13 @@ def relative_differences(other, ours):
     return out
 
 
-def assert_copasi_matches_roadrunner(species, inputs, rtol=1e-3, model=None):
+def assert_copasi_matches_roadrunner(species, inputs, rtol=1e-3, model=None, state=None):
     """COPASI and libroadrunner (``model``, default: the package's) agree on every contract observable, and the
-    species' own ones (human: ``madrs_change``), over 3 days."""
+    species' own ones (human: ``madrs_change``), over 3 days; COPASI starts from ``state`` where the package
+    re-equilibrates (a change of physiology)."""
     from analysis.exchange.sedml import experiment_observables
 
-    tc = copasi_time_course(sbml_path(species), inputs)
+    tc = copasi_time_course(sbml_path(species), inputs, state=state)
     ours = (model or load_model(species)).simulate(tc.index.values, inputs, experiment_observables(species))
     for obs, rel in relative_differences(tc, ours).items():
         assert rel < rtol, f"{obs} ({species}, {inputs}): COPASI vs libroadrunner max relative difference {rel:.2e}"

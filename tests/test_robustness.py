@@ -63,9 +63,8 @@ def test_continuation_follows_the_physiological_branch_until_it_ends():
 def test_branch_kind_names_the_bifurcation_at_the_end_of_the_branch():
     """The steepest pyramidal rate curves end the branch in the fast E-I loop: at the first step past the end the
     state still exists, at the set-point rates, with a complex pair in the right half-plane (Hopf; a period of
-    about a second), or the circuit oscillates around it; far past it the state jumps to the runaway branch.
-    (Natural-parameter continuation needs steps fine enough to land between the two: at steps of 0.37 mV the first
-    step off the branch is already a runaway.)"""
+    about a second), or the circuit oscillates around it; far past it there is no physiological state (v2 jumped to
+    the runaway branch there; in v2.1 the relaxation ends oscillating at low rates)."""
     scan = R.continuation("rat", "v_slope_pyr", n=41, span=(0.3, 4.0))
     assert R.branch_kind(scan, "above") is None
     kind = R.branch_kind(scan, "below")
@@ -76,7 +75,7 @@ def test_branch_kind_names_the_bifurcation_at_the_end_of_the_branch():
     assert kind in ("Hopf", "oscillation")
     if kind == "Hopf":
         assert scan.loc[end, "leading_imag"] > 1.0  # rad/s: a period of seconds
-    assert scan.loc[scan.index.min(), "branch"] == "runaway"
+    assert not scan.loc[scan.index.min(), "ok"]
     with pytest.raises(ValueError):
         R.branch_kind(scan, "left")
 
@@ -84,7 +83,7 @@ def test_branch_kind_names_the_bifurcation_at_the_end_of_the_branch():
 def test_cli_robustness_writes_tables_and_figures(tmp_path):
     assert main(["robustness", "--samples", "10", "--continuation", "mg_ext", "--out", str(tmp_path)]) == 0
     tables = ("range_ends.csv", "joint_box.csv", "continuation_mg_ext.csv", "oscillatory_modes.csv")
-    loop = ("synapse_drive_spine_density_rel.csv", "synapse_drive_synaptic_proteins_rel.csv", "loop_elasticities.csv")
+    loop = tuple(f"synapse_drive_normalisation_{d}_d.csv" for d in (1, 3, 14)) + ("loop_elasticities.csv",)
     for name in (*tables, *loop, "continuation.png", "range_ends.png", "synapse_drive_loop.png"):
         assert (tmp_path / name).stat().st_size > 0
 
@@ -94,18 +93,29 @@ def test_the_homeostat_loop_is_designed_not_to_ring():
     Jacobian, owned by them); the reduced two-state analysis finds the same mode, the weight where it stops
     ringing, and that the shipped weight (and its whole range) is above it: no slow oscillation is left."""
     off = R.oscillatory_modes("rat", {R.NARP_WEIGHT: 0.0})
-    assert len(off) == 1
-    mode = off.iloc[0]
-    assert {s.split(" ")[0] for s in mode["states"].split(", ")[:2]} == set(R.HOMEOSTATS)
+    owned = off[[{s.split(" ")[0] for s in m.split(", ")[:2]} == set(R.HOMEOSTATS) for m in off["states"]]]
+    assert len(owned) == 1
+    mode = owned.iloc[0]
     assert 0.3 < mode["damping_ratio"] < 1
     loop_off = R.homeostat_loop("rat", {R.NARP_WEIGHT: 0.0})
-    assert loop_off["damping_ratio"] == pytest.approx(mode["damping_ratio"], rel=1e-3)
+    # the two-state reduction agrees with the full Jacobian's mode to within 10 % (damping 4 %, period 8 %): since
+    # model v2.1 slow synaptic states act on the homeostats' time scale (programme 3 d, weight normalisation 3 d,
+    # formation adaptation 5 d) and share the mode, which the reduction holds at quasi-steady state (v2: 1e-3)
+    assert loop_off["damping_ratio"] == pytest.approx(mode["damping_ratio"], rel=0.1)
     period = 2 * np.pi / np.abs(loop_off["eigenvalues"].imag).max() / 86400.0
-    assert period == pytest.approx(mode["period_days"], rel=1e-3)
-    # the period scales with the homeostats' time constant, the damping does not (a property of the loop)
-    slow = R.oscillatory_modes("rat", {R.NARP_WEIGHT: 0.0, "tau_homeostasis": 2 * 172800.0}).iloc[0]
-    assert slow["period_days"] == pytest.approx(2 * mode["period_days"], rel=0.02)
-    assert slow["damping_ratio"] == pytest.approx(mode["damping_ratio"], abs=0.01)
+    assert period == pytest.approx(mode["period_days"], rel=0.1)
+    # the period scales with the homeostats' time constant (to within 10 %, see above).  In v2 the damping did not
+    # depend on it; in v2.1 it does (0.69 -> 0.53 at 4 d without Narp), because the synaptic states share the mode
+    slow_modes = R.oscillatory_modes("rat", {R.NARP_WEIGHT: 0.0, "tau_homeostasis": 2 * 172800.0})
+    slow = slow_modes.iloc[int(np.argmin(np.abs(slow_modes["period_days"] - 2 * mode["period_days"])))]
+    assert slow["period_days"] == pytest.approx(2 * mode["period_days"], rel=0.1)
+    # so the design is checked over the time constant's range: with the shipped Narp weight no mode owned by the
+    # homeostats rings at either end, and whatever rings is well damped
+    tau_lo, tau_hi = parameter_bounds("rat", ["tau_homeostasis"]).loc["tau_homeostasis", ["lower", "upper"]]
+    for tau in (tau_lo, tau_hi):
+        modes = R.oscillatory_modes("rat", {"tau_homeostasis": tau})
+        assert not any(m.split(" ")[0] in R.HOMEOSTATS for m in modes["states"]), (tau, modes)
+        assert (modes["overshoot"] < 0.05).all(), (tau, modes)
 
     lower, upper = parameter_bounds("rat", [R.NARP_WEIGHT]).loc[R.NARP_WEIGHT, ["lower", "upper"]]
     for species in ("rat", "human"):
@@ -117,82 +127,47 @@ def test_the_homeostat_loop_is_designed_not_to_ring():
         at_end = R.homeostat_loop(species, {R.NARP_WEIGHT: upper})
         assert at_end["critical_narp_weight"] == pytest.approx(shipped["critical_narp_weight"], rel=1e-3)
         assert at_end["damping_ratio"] > shipped["damping_ratio"]
-        assert R.oscillatory_modes(species).empty
+        # no mode is owned by the homeostats any more, and what rings at all is well damped: the synapse loop of
+        # model v2.1 (weight normalisation, formation adaptation, programme, new spines; period ~7 weeks) overshoots
+        # by ~1.4 %, the spine maturation chain by less than 1e-5
+        modes = R.oscillatory_modes(species)
+        assert not any(m.split(" ")[0] in R.HOMEOSTATS for m in modes["states"]), modes
+        assert (modes["overshoot"] < 0.05).all(), modes
 
 
-def _spine_drive_variant(tmp_path, carrier: str):
-    """The shipped rat SBML with a share ``w_syn`` of the pyramidal AMPA and NMDA conductances scaled by the
-    carrier observable: the model variant that :func:`R.synapse_drive_loop` analyses without building it."""
-    import libsbml
-
-    from analysis.core.model import CascadeModel
-    from analysis.core.paths import sbml_path
-
-    doc = libsbml.readSBMLFromFile(str(sbml_path("rat")))
-    model = doc.getModel()
-    for sid in ("w_syn", "syn_drive"):
-        p = model.createParameter()
-        p.setId(sid)
-        p.setConstant(sid == "w_syn")
-        p.setValue(0.0 if sid == "w_syn" else 1.0)
-        p.setUnits("dimensionless")
-    rule = model.createAssignmentRule()
-    rule.setVariable("syn_drive")
-    rule.setMath(libsbml.parseL3Formula(f"1 - w_syn + w_syn * {carrier}"))
-    for current in ("i_ampa_pyr", "i_nmda_pyr"):
-        r = model.getAssignmentRuleByVariable(current)
-        formula = libsbml.formulaToL3String(r.getMath())
-        assert formula.count("homeo_syn_pyr") == 1, formula
-        r.setMath(libsbml.parseL3Formula(formula.replace("homeo_syn_pyr", "homeo_syn_pyr * syn_drive")))
-    path = tmp_path / "variant.xml"
-    assert libsbml.writeSBMLToFile(doc, str(path))
-    return CascadeModel(path)
-
-
-def _leading_real(m, w: float) -> float:
-    m.apply({"t_dose": 1e30, "w_syn": w})
-    jac = R.steady_state.jacobian(m.rr, m.space)[0]
-    q = R.steady_state.drug_free_basis(m.space)
-    return float(np.linalg.eigvals(q.T @ jac @ q).real.max())
-
-
-def test_synapse_drive_loop_matches_the_built_variant_and_the_open_loop_steady_state(tmp_path):
-    """The rank-one analysis of 'new synapses carry drive' (model-v2 item 3) gives the same leading eigenvalue as
-    the variant model with the loop built in, on both sides of the critical weight; its open-loop elasticities
-    match the steady state reached with the homeostats held."""
-    loop = R.synapse_drive_loop("rat", "spine_density_rel", weights=[0.0, 0.02, 0.05, 0.5])
-    w_c = loop["critical_weight"]
-    assert 0.02 < w_c < 0.05
-    scan = loop["scan"].set_index("weight")
-    assert scan.loc[0.0, "max_real"] < 0 < scan.loc[0.05, "max_real"]
-    variant = _spine_drive_variant(tmp_path, "spine_density_rel")
-    for w in (0.02, 0.05, 0.5):
-        assert _leading_real(variant, w) == pytest.approx(scan.loc[w, "max_real"], rel=0.02)
-    assert _leading_real(variant, 0.9 * w_c) < 0 < _leading_real(variant, 1.1 * w_c)
-
-    # open loop: hold the homeostats (a time constant of 3e7 years) and relax a 0.1 % rise of the conductances
+def test_new_synapses_carry_drive_and_the_loop_holds():
+    """Model v2.1 (item 3): a share of the pyramidal excitation scales with the PSD-95-bearing spines.  The loop's
+    open-loop gain K (steady-state elasticity of the synapse count to a sustained change of the excitatory
+    conductances, homeostats free) is ~1, not v2's ~80, and the drug-free state is stable at every share from 0 to 1
+    for the normalisation times at both ends of the table's range.  K is checked against the steady state itself."""
+    loop = R.synapse_drive_loop("rat")
+    assert loop["share"] == pytest.approx(0.9)
+    assert 0.5 < loop["open_loop_gain"] < 2
+    assert np.isnan(loop["critical_share"]) and (loop["scan"]["max_real"] < 0).all()
+    e = loop["elasticities"]
+    assert abs(e["rate_pyr"]) < 1e-6  # the rate homeostat holds the rate itself
+    lower, upper = parameter_bounds("rat", [R.NORMALISATION]).loc[R.NORMALISATION, ["lower", "upper"]]
+    for tau in (lower, upper):
+        other = R.synapse_drive_loop("rat", shares=[0.0, 0.95, 1.0], parameters={R.NORMALISATION: tau})
+        assert np.isnan(other["critical_share"]), tau
+    # the open-loop gain is the steady state's: share 0, conductances 0.1 % up and down, homeostats free.  Central
+    # differences: the homeostat's synaptic down-scaling engages only above the set point, a (smoothed) kink at the
+    # drug-free state, so one-sided responses differ (+1 %: 0.96; -1 %: 1.67)
     m = R.as_model("rat")
-    step = 1e-3
+    counts = []
     try:
-        m.apply({"t_dose": 1e30, "tau_homeostasis": 1e15})
-        base = {s: m.rr[s] for s in ("rate_pyr", "syn_program", "spine_density_rel")}
-        for g in R.EXCITATORY_PYR:
-            m.rr[g] = m.rr[g] * (1 + step)
-        m.rr.simulate(0, 2000 * 86400.0, 50)
-        for s, y0 in base.items():
-            e = np.log(m.rr[s] / y0) / np.log(1 + step)
-            assert e == pytest.approx(loop["elasticities"][s], rel=0.05), s
+        for f in (1.001, 1 / 1.001):
+            assert m.drug_free_state({R.SYNAPSE_SHARE: 0.0, **{g: m.defaults[g] * f for g in R.EXCITATORY_PYR}}).ok
+            counts.append(m.rr["spine_synapses"])
     finally:
         m.apply({})
-    assert loop["open_loop_gain"] == loop["elasticities"]["spine_density_rel"] > 10
+    measured = np.log(counts[0] / counts[1]) / (2 * np.log(1.001))
+    assert measured == pytest.approx(loop["open_loop_gain"], rel=0.05)
 
 
 def test_synapse_drive_loop_refuses_bad_input():
-    with pytest.raises(ValueError, match="carrier"):
-        R.synapse_drive_loop("rat", "rate_pyr")
-    with pytest.raises(ValueError, match="weights"):
-        R.synapse_drive_loop("rat", weights=[-0.1])
-    # weights in any order: the scan is ascending and the critical weight the same
-    shuffled = R.synapse_drive_loop("rat", weights=[0.05, 0.0, 0.02, 0.05])
-    assert list(shuffled["scan"]["weight"]) == [0.0, 0.02, 0.05]
-    assert 0.02 < shuffled["critical_weight"] < 0.05
+    with pytest.raises(ValueError, match="shares"):
+        R.synapse_drive_loop("rat", shares=[-0.1])
+    # shares in any order: the scan is ascending
+    shuffled = R.synapse_drive_loop("rat", shares=[0.5, 0.0, 0.2, 0.5])
+    assert list(shuffled["scan"]["share"]) == [0.0, 0.2, 0.5]

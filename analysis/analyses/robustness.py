@@ -244,6 +244,9 @@ def _at_drug_free_state(model: CascadeModel | str, parameters: dict[str, float] 
 
 #: Relative size of an eigenvalue's imaginary part below which it is round-off, not an oscillation.
 ROUND_OFF_IMAG = 1e-6
+#: Eigenvalues smaller than this (1/s; an e-folding time of 300,000 years) are the round-off of the Jacobian's
+#: (near-)zero directions, whatever their imaginary part.
+ROUND_OFF_EIGENVALUE = 1e-13
 
 
 def oscillatory_modes(
@@ -274,7 +277,8 @@ def oscillatory_modes(
     rows = []
     # a pair whose imaginary part is round-off (near-degenerate real eigenvalues of the slow spine states: periods
     # of 1e10 days and more) is not an oscillation
-    for k in np.flatnonzero((values.imag > ROUND_OFF_IMAG * np.abs(values)) & (np.abs(values) < slowest)):
+    size = np.abs(values)
+    for k in np.flatnonzero((values.imag > ROUND_OFF_IMAG * size) & (size < slowest) & (size > ROUND_OFF_EIGENVALUE)):
         lam = values[k]
         share = np.abs(left[:, k].conj() * right[:, k])
         share /= share.sum()
@@ -368,14 +372,18 @@ def homeostat_loop(model: CascadeModel | str = "rat", parameters: dict[str, floa
     }
 
 
-#: The pyramidal excitatory conductances that synapses on spines carry (circuit.ant, ``i_ampa_pyr``, ``i_nmda_pyr``).
+#: The pyramidal excitatory conductances (circuit.ant, ``i_ampa_pyr``, ``i_nmda_pyr``), a share of which the spines carry.
 EXCITATORY_PYR = ("g_ampa_pyr", "g_nmda_pyr")
+#: The share of that drive carried by spine synapses (model v2.1, circuit.ant) and the time constant of the weight
+#: normalisation that makes the extra drive of new synapses transient.
+SYNAPSE_SHARE = "spine_synapse_share"
+NORMALISATION = "tau_synaptic_normalisation"
 #: The stages of the activity -> synapse loop, in cascade order, read by :func:`synapse_drive_loop`.
 LOOP_STAGES = (
     "rate_pyr", "glutamate_rel", "ca_pyr", "bdnf_rel", "trkb_bdnf", "mtorc1_rel", "syn_program",
-    "dendritic_proteins_rel", "synaptic_proteins_rel", "spine_density_rel",
+    "dendritic_proteins_rel", "synaptic_proteins_rel", "spine_density_rel", "spine_synapses",
 )  # fmt: skip
-#: Relative step (of the excitatory conductances and along the linear response) for the central differences.
+#: Relative step of the excitatory conductances for the open-loop response (central differences).
 LOOP_STEP = 1e-4
 
 
@@ -399,46 +407,54 @@ def _directional(
 
 def synapse_drive_loop(
     model: CascadeModel | str = "rat",
-    carrier: str = "spine_density_rel",
-    weights: Sequence[float] | np.ndarray | None = None,
+    shares: Sequence[float] | np.ndarray | None = None,
     parameters: dict[str, float] | None = None,
 ) -> dict:
-    """Can new synapses carry excitatory drive without the activity -> synapse loop running away? (model-v2
-    item 3: the shipped model keeps spines a readout; this is the analysis that decides whether they can be
-    made to work.)
+    """The activity -> synapse loop of model v2.1 (model-v2 item 3): new synapses carry excitatory drive.
 
-    Suppose a share ``w`` of the pyramidal excitatory conductances (AMPA and NMDA, ``EXCITATORY_PYR``) scaled
-    with ``carrier`` (the spine density, or the synapse-bound scaffold ``synaptic_proteins_rel`` as a proxy for
-    synaptic GluA1): g -> g (1 - w + w carrier).  At the drug-free state the carrier is 1, so the steady state
-    is the shipped one for every ``w``, and the loop adds a rank-one term to the Jacobian, J(w) = J + w u v',
-    with u = d(dx/dt)/d(ln g) and v = d(carrier)/dx.  No model variant is built.
+    A share ``a`` (``spine_synapse_share``, 0.9) of the pyramidal AMPA and NMDA conductances scales with the spines
+    that hold PSD-95 (``spine_synapses``) relative to their count of the last days (``spine_weight_ref``, time
+    constant ``tau_synaptic_normalisation``).  Drug-free the count equals its reference, so the steady state is the
+    same for every share, and the share only changes the Jacobian: the loop can be analysed exactly by setting it.
 
     Returns a dict:
 
-    * ``elasticities`` - the open-loop steady-state response of each stage of :data:`LOOP_STAGES` to a sustained
-      change of the excitatory conductances with the homeostats held (d ln y / d ln g; the homeostats act on
-      days, the loop's sensitivity is what they must overcome);
-    * ``open_loop_gain`` - the carrier's elasticity: at weight w the open-loop DC gain of the loop is w times it,
-      and above 1 a small rise in excitation sustains a larger one until the homeostats catch up;
-    * ``scan`` - DataFrame over ``weights`` (default 0 to 1): ``max_real`` (1/s), the largest real part of the
-      eigenvalues of J(w) on the drug-free invariant subspace, and ``period_days`` of that mode (inf if real),
-      one row per distinct weight, ascending;
-    * ``critical_weight`` - the smallest weight at which the drug-free state loses stability (bisection between
-      the scan's points; NaN if it is stable over the whole scan).
+    * ``elasticities`` - the steady-state response of each stage of :data:`LOOP_STAGES` to a sustained change of
+      the excitatory conductances with the loop open (share 0; homeostats free, as in the animal): d ln y / d ln g;
+    * ``open_loop_gain`` - that of ``spine_synapses``, K.  Without normalisation the loop's DC gain at share a is
+      a K (model v2.1: K ~ 1.2, against ~80 in v2, whose three cooperative steps made the drug-free synaptic state
+      hypersensitive to tonic activity); the normalisation removes the DC path, and with a K this small no
+      normalisation time of the table's range (1-14 d) lets the loop outgrow the homeostats;
+    * ``scan`` - DataFrame over ``shares`` (default 0 to 1): ``max_real`` (1/s), the largest real part of the
+      eigenvalues of the drug-free Jacobian (on its invariant subspace) at that share, and ``period_days`` of that
+      mode (inf if real), one row per distinct share, ascending;
+    * ``critical_share`` - the smallest share at which the drug-free state loses stability (bisection between the
+      scan's points; NaN if it is stable over the whole scan);
+    * ``share`` - the model's own share.
 
-    ``parameters`` first move the model to that set's drug-free state; the model is left at its shipped
-    parameters.
+    ``parameters`` (for example a normalisation time) first move the model to that set's drug-free state; the model
+    is left at its shipped parameters.
     """
-    if carrier not in ("spine_density_rel", "synaptic_proteins_rel"):
-        raise ValueError(f"unknown carrier {carrier!r}; expected 'spine_density_rel' or 'synaptic_proteins_rel'")
-    # ascending: the critical weight is bisected below the first unstable point of the scan
-    w_grid = np.linspace(0.0, 1.0, 41) if weights is None else np.unique(np.asarray(weights, dtype=float))
-    if w_grid.size == 0 or not np.all(np.isfinite(w_grid)) or np.any(w_grid < 0):
-        raise ValueError("weights must be a non-empty sequence of values >= 0")
+    grid = np.linspace(0.0, 1.0, 41) if shares is None else np.unique(np.asarray(shares, dtype=float))
+    if grid.size == 0 or not np.all(np.isfinite(grid)) or np.any(grid < 0):
+        raise ValueError("shares must be a non-empty sequence of values >= 0")
     m = _at_drug_free_state(model, parameters)
+    if SYNAPSE_SHARE not in m.parameters:
+        m.apply({})
+        raise ValueError(f"{m.model_id} has no {SYNAPSE_SHARE}: new synapses carry no drive in this model")
     rr, space = m.rr, m.space
+    basis = steady_state.drug_free_basis(space)
+    own = float(rr[SYNAPSE_SHARE])
     try:
-        jac, x0, _ = steady_state.jacobian(rr, space)
+
+        def reduced_jacobian(a: float) -> np.ndarray:
+            steady_state.set_parameters(rr, space, {SYNAPSE_SHARE: a})
+            return basis.T @ steady_state.jacobian(rr, space)[0] @ basis
+
+        # open loop (share 0): the new steady state after a sustained change of the conductances, dx = -J^-1 u
+        x0 = steady_state.get_state(rr, space)
+        steady_state.set_parameters(rr, space, {SYNAPSE_SHARE: 0.0})
+        jac0 = steady_state.jacobian(rr, space)[0]
         g0 = {p: float(rr[p]) for p in EXCITATORY_PYR}
         rates = []
         for sign in (1.0, -1.0):
@@ -446,50 +462,37 @@ def synapse_drive_loop(
             rates.append(np.asarray(rr.getRatesOfChange(), dtype=float))
         steady_state.set_parameters(rr, space, g0)
         u = (rates[0] - rates[1]) / (2 * LOOP_STEP)
-        # v = d(carrier)/dx, one state at a time (forward differences, as the Jacobian)
-        c0 = float(rr[carrier])
-        v = np.zeros(len(x0))
-        for j in range(len(x0)):
-            h = steady_state.FD_STEP * max(abs(x0[j]), steady_state.X_FLOOR)
-            x = x0.copy()
-            x[j] += h
-            steady_state.set_state(rr, space, x)
-            v[j] = (float(rr[carrier]) - c0) / h
-        steady_state.set_state(rr, space, x0)
-        # open loop: the homeostat states held, every other drug-free direction at its new steady state
-        fast = _homeostat_directions(space)[1]
-        dx = -fast @ linalg.solve(fast.T @ jac @ fast, fast.T @ u)
+        dx = -basis @ linalg.solve(basis.T @ jac0 @ basis, basis.T @ u)
         base = np.array([rr[i] for i in LOOP_STAGES], dtype=float)
         elasticities = pd.Series(_directional(m, x0, dx, g0, LOOP_STAGES) / base, index=list(LOOP_STAGES))
+
+        def leading(a: float) -> complex:
+            values = linalg.eigvals(reduced_jacobian(a))
+            values = values[np.abs(values) > ROUND_OFF_EIGENVALUE]
+            return complex(values[np.argmax(values.real)])
+
+        lead = [leading(a) for a in grid]
+        critical = float("nan")
+        unstable = np.flatnonzero([z.real > 0 for z in lead])
+        if unstable.size:
+            k = int(unstable[0])
+            lo, hi = (float(grid[k - 1]), float(grid[k])) if k else (0.0, float(grid[0]))
+            for _ in range(40):
+                mid = 0.5 * (lo + hi)
+                lo, hi = (lo, mid) if leading(mid).real > 0 else (mid, hi)
+            critical = hi
     finally:
+        steady_state.set_parameters(rr, space, {SYNAPSE_SHARE: own})  # set directly, so apply() would not restore it
         m.apply({})
-    basis = steady_state.drug_free_basis(space)
-    a0 = basis.T @ jac @ basis
-    b_u, b_v = basis.T @ u, basis.T @ v
-
-    def leading(w: float) -> complex:
-        values = linalg.eigvals(a0 + w * np.outer(b_u, b_v))
-        return complex(values[np.argmax(values.real)])
-
-    lead = [leading(w) for w in w_grid]
     oscillating = [abs(z.imag) > ROUND_OFF_IMAG * abs(z) for z in lead]
     periods = [2 * np.pi / abs(z.imag) / 86400.0 if o else np.inf for z, o in zip(lead, oscillating, strict=True)]
-    scan = pd.DataFrame({"weight": w_grid, "max_real": [z.real for z in lead], "period_days": periods})
-    critical = float("nan")
-    unstable = np.flatnonzero(scan["max_real"].to_numpy() > 0)
-    if unstable.size:
-        k = int(unstable[0])
-        lo, hi = (float(w_grid[k - 1]), float(w_grid[k])) if k else (0.0, float(w_grid[0]))
-        for _ in range(40):
-            mid = 0.5 * (lo + hi)
-            lo, hi = (lo, mid) if leading(mid).real > 0 else (mid, hi)
-        critical = hi
+    scan = pd.DataFrame({"share": grid, "max_real": [z.real for z in lead], "period_days": periods})
     return {
-        "carrier": carrier,
         "elasticities": elasticities,
-        "open_loop_gain": float(elasticities[carrier]),
+        "open_loop_gain": float(elasticities["spine_synapses"]),
         "scan": scan,
-        "critical_weight": critical,
+        "critical_share": critical,
+        "share": own,
     }
 
 

@@ -254,18 +254,28 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         f"homeostat loop: damping ratio {loop['damping_ratio']:.2f} (>= 1: no oscillation) at Narp weight "
         f"{loop['narp_weight']:g}; the loop rings below {loop['critical_narp_weight']:.3f}"
     )
-    loops = {c: R.synapse_drive_loop(args.species, c) for c in ("spine_density_rel", "synaptic_proteins_rel")}
-    for c, loop in loops.items():
-        write_csv(loop["scan"], out / f"synapse_drive_{c}.csv")
-    write_csv(loops["spine_density_rel"]["elasticities"].rename("elasticity").to_frame(), out / "loop_elasticities.csv")
+    days = 86400.0
+    norm = read_parameters(args.species)[R.NORMALISATION]
+    loops = {
+        f"normalisation {tau / days:g} d": R.synapse_drive_loop(args.species, parameters={R.NORMALISATION: tau})
+        for tau in (norm.lower, norm.value, norm.upper)
+    }
+    shipped = loops[f"normalisation {norm.value / days:g} d"]
+    for name, loop in loops.items():
+        write_csv(loop["scan"], out / f"synapse_drive_{name.replace(' ', '_')}.csv")
+    write_csv(shipped["elasticities"].rename("elasticity").to_frame(), out / "loop_elasticities.csv")
     save_figure(plot_synapse_drive_loop(loops), out / "synapse_drive_loop")
-    chain = ", ".join(f"{s} {e:.3g}" for s, e in loops["spine_density_rel"]["elasticities"].items())
+    chain = ", ".join(f"{s} {e:.3g}" for s, e in shipped["elasticities"].items())
     print(f"activity -> synapse loop, open-loop elasticities to the pyramidal excitatory conductances: {chain}")
-    for c, loop in loops.items():
+    for name, loop in loops.items():
+        where = (
+            f"loses stability above a share of {loop['critical_share']:.3g}"
+            if np.isfinite(loop["critical_share"])
+            else "is stable at every share from 0 to 1"
+        )
         print(
-            f"new synapses carrying drive through {c}: the drug-free state loses stability above a share of "
-            f"{loop['critical_weight']:.3g} of the excitation "
-            f"(open-loop gain {loop['open_loop_gain']:.3g} per unit share)"
+            f"new synapses carry {loop['share']:g} of the excitation; with the weight {name}, the drug-free state "
+            f"{where} (open-loop gain {loop['open_loop_gain']:.3g})"
         )
     print(f"-> {out}/")
     return 0

@@ -85,12 +85,12 @@ INPUT_RANGES = {
     "inhib_mtorc1": (0.0, 1.0),
     "inhib_trkb": (0.0, 1.0),
     "inhib_ltype": (0.0, 1.0),
-    "bdnf_secretion": (0.0, math.inf),
 }
-#: Inputs of the exchange contract: dosing, body weight and the interventions (inhibitors and the Val66Met
-#: BDNF-secretion factor), applied at reset as in the README recipe.  Dosing and body weight do not move the
-#: drug-free steady state; the interventions act from the moment they are set (they are experiments, not
-#: physiology), so none of these triggers pre-equilibration.  Any other parameter changes physiology.
+#: Inputs of the exchange contract: dosing, body weight and the interventions (inhibitors), applied at reset as in
+#: the README recipe.  Dosing and body weight do not move the drug-free steady state; the interventions act from
+#: the moment they are set (they are experiments, not physiology), so none of these triggers pre-equilibration.
+#: Any other parameter changes physiology, including ``bdnf_secretion`` (the Val66Met genotype: lifelong, so a
+#: run of it starts from its own drug-free state; model v2.1, where it sets the BDNF supply of a slow store).
 INPUTS = frozenset(
     {
         "dose",
@@ -104,7 +104,6 @@ INPUTS = frozenset(
         "inhib_trkb",
         "inhib_ltype",
         "body_weight",
-        "bdnf_secretion",
     }
 )
 #: Fixed segments an equilibrated or time-limited run is cut into (CVODE restarts at each boundary; a run is also

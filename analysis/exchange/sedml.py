@@ -30,10 +30,11 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 import libsbml
+import numpy as np
 
 from analysis.core.drugs import PROTOCOLS, drug_parameters
 from analysis.core.io import write_text_atomic
-from analysis.core.model import OBSERVABLES, SPECIES_OBSERVABLES
+from analysis.core.model import OBSERVABLES, SPECIES_OBSERVABLES, CascadeModel
 from analysis.core.steady_state import REL_TOLERANCE
 
 if TYPE_CHECKING:
@@ -126,7 +127,10 @@ def standard_experiments() -> list[Experiment]:
         "rapamycin": ({"inhib_mtorc1": 1.0}, "rapamycin (mTORC1 fully inhibited)"),
         "nbqx": ({"inhib_ampa": 0.9}, "NBQX (AMPA receptors 90% antagonised)"),
         "anti_bdnf": ({"inhib_trkb": 0.9}, "anti-BDNF (TrkB signalling 90% blocked)"),
-        "val66met": ({"bdnf_secretion": 0.5}, "Val66Met (activity-dependent BDNF secretion halved)"),
+        "val66met": (
+            {"bdnf_secretion": 0.5},
+            "Val66Met (BDNF sorting into the regulated pathway halved; from its drug-free state)",
+        ),
     }
     drug_scenarios = tuple(
         Scenario(
@@ -218,8 +222,45 @@ def _check(code: int, what: str) -> None:
         raise SedmlError(f"libsedml failed to {what}: {_lib().OperationReturnValue_toString(code)}")
 
 
-def _add_model(doc: libsedml.SedDocument, sc: Scenario, sbml: libsbml.Model) -> None:
-    """SED-ML model of one scenario: the species' SBML file with a changeAttribute per changed input."""
+def _baseline_of(sbml: libsbml.Model, observable: str) -> str | None:
+    """The ``*_baseline`` constant that a ``*_rel`` observable's rule divides by (None if there is none)."""
+    rule = sbml.getAssignmentRuleByVariable(observable)
+    if rule is None:
+        return None
+    found = re.findall(r"\b(\w+_baseline)\b", libsbml.formulaToL3String(rule.getMath()))
+    return found[-1] if found else None
+
+
+def equilibrated_start(model: CascadeModel, sc: Scenario, sbml: libsbml.Model) -> dict[str, float]:
+    """Where the package starts a run of ``sc``: {} when its changes leave the drug-free physiology alone (inputs);
+    otherwise the drug-free steady state of the changed parameters (e.g. the Val66Met genotype), as SBML values.
+
+    The package equilibrates such a run and expresses every ``*_rel`` relative to that state
+    (:meth:`analysis.core.model.CascadeModel.simulate`).  Another simulator gets the same run when the SED-ML sets
+    the state (species' initial concentrations in uM, rate-ruled parameters) and the ``*_baseline`` constants to
+    their values there; only values that differ from the SBML's are returned.
+    """
+    changes = {p: float(v) for p, v in sc.changes.items()}
+    if not model.changes_physiology(changes):
+        return {}
+    check = model.drug_free_state(changes)
+    if not check.ok:
+        raise SedmlError(f"scenario {sc.id}: no drug-free steady state to start from ({check.reason})")
+    rr = model.rr
+    state = {sid: float(rr[sid]) for sid in [*model.floating, *sorted(model.rate_rules)]}
+    for obs in [p.getId() for p in sbml.getListOfParameters() if p.getId().endswith("_rel")]:
+        base = _baseline_of(sbml, obs)
+        if base is not None:  # the rule's numerator at the new state: *_rel x the shipped constant
+            state[base] = float(rr[obs]) * float(rr[base])
+    model.apply({})
+    shipped = {s.getId(): s.getInitialConcentration() for s in sbml.getListOfSpecies()}
+    shipped.update({p.getId(): p.getValue() for p in sbml.getListOfParameters()})
+    return {sid: v for sid, v in state.items() if not np.isclose(v, shipped[sid], rtol=1e-12, atol=0.0)}
+
+
+def _add_model(doc: libsedml.SedDocument, sc: Scenario, sbml: libsbml.Model, engine: CascadeModel) -> None:
+    """SED-ML model of one scenario: the species' SBML file with a changeAttribute per changed input, and, for
+    changes of physiology, per value of the drug-free state they start from (:func:`equilibrated_start`)."""
     m = doc.createModel()
     _check(m.setId(f"model_{sc.id}"), f"set model id for {sc.id}")
     m.setName(sc.name)
@@ -233,6 +274,13 @@ def _add_model(doc: libsedml.SedDocument, sc: Scenario, sbml: libsbml.Model) -> 
         ch = m.createChangeAttribute()
         ch.setTarget(_xpath(sbml, pid, "value"))
         ch.setNewValue(repr(float(value)))
+    start = equilibrated_start(engine, sc, sbml)
+    # parameters before species: tellurium applies the changes in reverse document order, and its setting of an
+    # initial concentration resets the parameters set before it (measured with tellurium 2.2)
+    for sid in sorted(start, key=lambda k: sbml.getSpecies(k) is not None):
+        ch = m.createChangeAttribute()
+        ch.setTarget(_xpath(sbml, sid, "initialConcentration" if sbml.getSpecies(sid) is not None else "value"))
+        ch.setNewValue(repr(start[sid]))
 
 
 def _add_simulation(doc: libsedml.SedDocument, days: int) -> None:
@@ -340,9 +388,10 @@ def build_sedml(
     doc.getNamespaces().add(SBML_NS, "sbml")
     for days in sorted({exp.days for exp in experiments}):
         _add_simulation(doc, days)
+    engines = {sp: CascadeModel(sbml_dir / sbml_file_name(sp)) for sp in models}  # loaded once per species
     for exp in experiments:
         for sc in exp.scenarios:
-            _add_model(doc, sc, models[sc.species])
+            _add_model(doc, sc, models[sc.species], engines[sc.species])
             _add_task(doc, sc, models[sc.species], experiment_observables(sc.species, observables), exp.simulation_id)
     for exp in experiments:
         species = exp.scenarios[0].species

@@ -381,9 +381,10 @@ def plot_range_ends(table: pd.DataFrame, title: str = "") -> plt.Figure:
 
 def plot_synapse_drive_loop(loops: Mapping[str, dict], title: str = "") -> plt.Figure:
     """The activity -> synapse loop (:func:`analysis.analyses.robustness.synapse_drive_loop`): left, the open-loop
-    elasticity of each cascade stage to a sustained change of the pyramidal excitatory conductances (homeostats
-    held; log scale); right, the largest real part of the drug-free eigenvalues (1/day) against the share of the
-    excitation the carrier would scale, one line per carrier, the critical weights marked."""
+    elasticity of each cascade stage to a sustained change of the pyramidal excitatory conductances (loop open,
+    homeostats free; log scale; of the first loop given); right, the largest real part of the drug-free eigenvalues
+    (1/day) against the share of the excitation that the spine synapses carry, one line per loop (for example per
+    normalisation time), the model's own share and any critical share marked."""
     with plt.rc_context(STYLE):
         fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.4), constrained_layout=True)
         first = next(iter(loops.values()))
@@ -393,15 +394,16 @@ def plot_synapse_drive_loop(loops: Mapping[str, dict], title: str = "") -> plt.F
         left.invert_yaxis()
         left.set_xscale("log")
         left.axvline(1.0, color="k", lw=0.8, ls="--")
-        left.set_xlabel("|d ln y / d ln g_exc| (homeostats held)")
-        for carrier, loop in loops.items():
+        left.set_xlabel("|d ln y / d ln g_exc| at steady state (loop open)")
+        for name, loop in loops.items():
             scan = loop["scan"]
-            (line,) = right.plot(scan["weight"], scan["max_real"] * 86400.0, label=f"carrier {carrier}")
-            if np.isfinite(loop["critical_weight"]):
-                right.axvline(loop["critical_weight"], color=line.get_color(), ls=":", lw=0.8)
+            (line,) = right.plot(scan["share"], scan["max_real"] * 86400.0, label=name)
+            if np.isfinite(loop["critical_share"]):
+                right.axvline(loop["critical_share"], color=line.get_color(), ls=":", lw=0.8)
+        right.axvline(first["share"], color="0.5", lw=0.8, ls="--", label="model's share")
         right.axhline(0.0, color="k", lw=0.8)
-        right.set_xlabel("share w of excitation carried by the new synapses")
+        right.set_xlabel("share of the excitation carried by spine synapses")
         right.set_ylabel("largest Re(eigenvalue) (1/day)")
         right.legend(fontsize=7)
-        fig.suptitle(title or "Can new synapses carry excitatory drive? (drug-free stability)")
+        fig.suptitle(title or "New synapses carry excitatory drive: drug-free stability of the loop")
         return fig
