@@ -71,11 +71,11 @@ GH_SOURCE = (
 
 
 BDNF_POOL_SOURCE = (
-    "design: BDNF is stored in dense-core vesicles of the regulated secretory pathway (98 % of neurons, Brigadski et al. "
-    "2005 J Neurosci 25:7601) until released, intracellular half-life 24 h (assumed; no measurement found, and neurons "
-    "may also degrade part of it in lysosomes, Evans et al. 2011 J Biol Chem 286:29556), so most BDNF made is released: "
-    "a sustained rise of Ca2+ depletes the pool and release returns towards the synthesis rate, while a surge releases "
-    "the stored pool (model v3, docs/model_v3)"
+    "design: BDNF is stored in dense-core vesicles of the regulated secretory pathway (98 % of neurons, Brigadski et "
+    "al. 2005 J Neurosci 25:7601) until released, intracellular half-life 24 h (assumed; no measurement found, and "
+    "neurons may also degrade part of it in lysosomes, Evans et al. 2011 J Biol Chem 286:29556), so most BDNF made is "
+    "released: a sustained rise of Ca2+ depletes the pool and release returns towards the synthesis rate, while a "
+    "surge releases the stored pool (model v2.1; first built in the v3 candidate, docs/model_v3)"
 )
 
 BDNF_NEW_SOURCE = (

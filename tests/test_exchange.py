@@ -14,9 +14,9 @@ from analysis.exchange import write_exchange_files
 from analysis.exchange.omex import CITATIONS, CREATOR, LICENSE_URI, OMEX_NAME, archive_entries, write_omex
 from analysis.exchange.report import report_markdown
 from analysis.exchange.sedml import (
-    equilibrated_start,
     SEDML_NAME,
     data_generator_id,
+    equilibrated_start,
     experiment_observables,
     sbml_file_name,
     sedml_errors,
@@ -161,7 +161,8 @@ def _unique_scenarios():
 
 @pytest.fixture(scope="module")
 def tight_models():
-    """Uncached models whose relative CVODE tolerance equals COPASI's in the comparison (1e-9; absolute: the package's per-state 1e-12 of scale).
+    """Uncached models whose relative CVODE tolerance equals COPASI's in the comparison (1e-9; absolute: the
+    package's per-state tolerances, 1e-12 of each state's scale).
 
     At libroadrunner's default relative tolerance (1e-6) a state that inhibition drives to ~1e-4 of its
     baseline (mTORC1 under rapamycin) is off by ~1e-6 absolute, which is 1e-3 of the comparison floor.

@@ -24,12 +24,13 @@ KNOWN_FAILURES = {
     "NMDA-driven interneurons depolarises them; a stronger hypnotic mechanism (or the anaesthetic network state) "
     "is missing",
     "spines_24h": "model v2.1 caps spine formation at 3x its drug-free rate (Hofer 2009: 2x; Keck 2008: 3x; "
-    "ketamine 1.3-1.7x in vivo), and new protrusions take ~14 h to become spines (Moda-Sava 2019: no rise at 3-6 h), so "
-    "the density is 1.025 at 24 h (band >= 1.05, recalled; in vivo day 1: 1.054 +- 0.036, Phoumthipphavong 2016 "
+    "ketamine 1.3-1.7x in vivo), and new protrusions take ~14 h to become spines (Moda-Sava 2019: no rise at 3-6 h), "
+    "so the density is 1.025 at 24 h (band >= 1.05, recalled; in vivo day 1: 1.054 +- 0.036, Phoumthipphavong 2016 "
     "deposited data); the ceiling is what keeps strong responders from running away now that new synapses carry "
     "drive (v2 passed with an unsourced 20x ceiling)",
     "memantine_clinical_no_effect": "memantine's steady block (<1 % of the NMDA receptors) raises eEF2-dependent "
-    "translation and BDNF synthesis by ~0.2 % for as long as it is given, a synaptic signal 1/7 of the racemate's at 24 h; "
+    "translation and BDNF synthesis by ~0.2 % for as long as it is given, a synaptic signal 1/7 of the racemate's at "
+    "24 h; "
     "the empirical MADRS link fitted to the three ketamine/esketamine points is steep at small effects (madrs_x50 "
     "0.008) and turns it into -2.7 points (band +-2). In v2 the signal was cancelled by an over-sensitive Ca2+ -> "
     "programme chain",

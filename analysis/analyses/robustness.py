@@ -372,7 +372,7 @@ def homeostat_loop(model: CascadeModel | str = "rat", parameters: dict[str, floa
     }
 
 
-#: The pyramidal excitatory conductances (circuit.ant, ``i_ampa_pyr``, ``i_nmda_pyr``), a share of which the spines carry.
+#: The pyramidal excitatory conductances (circuit.ant, ``i_ampa_pyr``, ``i_nmda_pyr``); spines carry a share of them.
 EXCITATORY_PYR = ("g_ampa_pyr", "g_nmda_pyr")
 #: The share of that drive carried by spine synapses (model v2.1, circuit.ant) and the time constant of the weight
 #: normalisation that makes the extra drive of new synapses transient.
