@@ -83,7 +83,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     )
     print(json.dumps(summary, indent=2, default=float))
     print(f"-> {out}/")
-    if args.out is None or out.parent == ROOT / "docs" / "calibration":  # the species' folders side by side
+    if args.out is None or out.resolve().parent == (ROOT / "docs" / "calibration").resolve():  # species side by side
         write_overview(out.parent)
         print(f"-> {out.parent / 'summary.json'} (all species)")
     return 0
