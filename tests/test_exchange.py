@@ -381,4 +381,7 @@ def test_amici_forward_sensitivities_match_the_package_finite_differences(tmp_pa
     for j, obs in enumerate(observables):
         for k, par in enumerate(parameters):
             assert np.max(np.abs(fd[(obs, par)].values - exact[:, k, j])) < 5e-3, (obs, par)
-    assert np.max(np.abs(exact[:, parameters.index("k_sp_translation"), 0])) == 0.0  # no path to glutamate
+    # synaptic-protein translation reaches glutamate only through the synapses that new spines add (model v2.1; v2
+    # had no path): negligible at 1 h, growing over days as spines form
+    via_spines = np.abs(exact[:, parameters.index("k_sp_translation"), 0])
+    assert via_spines[0] < 1e-3 < via_spines[-1] and np.all(np.diff(via_spines) > 0)
