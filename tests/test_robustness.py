@@ -144,6 +144,20 @@ def test_new_synapses_carry_drive_and_the_loop_holds():
     assert loop["share"] == pytest.approx(0.9)
     assert 0.5 < loop["open_loop_gain"] < 2
     assert np.isnan(loop["critical_share"]) and (loop["scan"]["max_real"] < 0).all()
+    # the scan interpolates two Jacobians (affine in the share at the drug-free state): equal to the Jacobian
+    # computed at a share in between
+    m = R.as_model("rat")
+    try:
+        m.apply({"t_dose": 1e30})
+        R.steady_state.set_parameters(m.rr, m.space, {R.SYNAPSE_SHARE: 0.5})
+        q = R.steady_state.drug_free_basis(m.space)
+        values = np.linalg.eigvals(q.T @ R.steady_state.jacobian(m.rr, m.space)[0] @ q)
+        direct = values[np.abs(values) > R.ROUND_OFF_EIGENVALUE].real.max()
+    finally:
+        R.steady_state.set_parameters(m.rr, m.space, {R.SYNAPSE_SHARE: loop["share"]})
+        m.apply({})
+    scanned = R.synapse_drive_loop("rat", shares=[0.5])["scan"]["max_real"].iloc[0]
+    assert scanned == pytest.approx(direct, rel=1e-6)
     e = loop["elasticities"]
     assert abs(e["rate_pyr"]) < 1e-6  # the rate homeostat holds the rate itself
     lower, upper = parameter_bounds("rat", [R.NORMALISATION]).loc[R.NORMALISATION, ["lower", "upper"]]

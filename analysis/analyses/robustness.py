@@ -446,15 +446,15 @@ def synapse_drive_loop(
     basis = steady_state.drug_free_basis(space)
     own = float(rr[SYNAPSE_SHARE])
     try:
-
-        def reduced_jacobian(a: float) -> np.ndarray:
-            steady_state.set_parameters(rr, space, {SYNAPSE_SHARE: a})
-            return basis.T @ steady_state.jacobian(rr, space)[0] @ basis
-
-        # open loop (share 0): the new steady state after a sustained change of the conductances, dx = -J^-1 u
+        # The share multiplies (count / reference - 1), which is 0 at the drug-free state, so the Jacobian there is
+        # affine in the share: J(a) = J(0) + a (J(1) - J(0)).  Two Jacobians give every share of the scan.
         x0 = steady_state.get_state(rr, space)
+        steady_state.set_parameters(rr, space, {SYNAPSE_SHARE: 1.0})
+        jac1 = steady_state.jacobian(rr, space)[0]
         steady_state.set_parameters(rr, space, {SYNAPSE_SHARE: 0.0})
         jac0 = steady_state.jacobian(rr, space)[0]
+        a0, da = basis.T @ jac0 @ basis, basis.T @ (jac1 - jac0) @ basis
+        # open loop (share 0): the new steady state after a sustained change of the conductances, dx = -J^-1 u
         g0 = {p: float(rr[p]) for p in EXCITATORY_PYR}
         rates = []
         for sign in (1.0, -1.0):
@@ -462,12 +462,12 @@ def synapse_drive_loop(
             rates.append(np.asarray(rr.getRatesOfChange(), dtype=float))
         steady_state.set_parameters(rr, space, g0)
         u = (rates[0] - rates[1]) / (2 * LOOP_STEP)
-        dx = -basis @ linalg.solve(basis.T @ jac0 @ basis, basis.T @ u)
+        dx = -basis @ linalg.solve(a0, basis.T @ u)
         base = np.array([rr[i] for i in LOOP_STAGES], dtype=float)
         elasticities = pd.Series(_directional(m, x0, dx, g0, LOOP_STAGES) / base, index=list(LOOP_STAGES))
 
         def leading(a: float) -> complex:
-            values = linalg.eigvals(reduced_jacobian(a))
+            values = linalg.eigvals(a0 + a * da)
             values = values[np.abs(values) > ROUND_OFF_EIGENVALUE]
             return complex(values[np.argmax(values.real)])
 
