@@ -392,6 +392,24 @@ def test_a_stop_signal_that_lands_in_a_gc_callback_is_delivered_again():
     assert sys.unraisablehook is hook and signal.getsignal(signal.SIGTERM) is handler
 
 
+def test_a_swallowed_stop_still_ends_an_ensemble_at_its_next_chunk(tmp_path):
+    """A SIGTERM whose exception Python dropped (C code that clears it, a library that catches BaseException) leaves
+    the stop flag set: the ensemble stops at the next chunk with Terminated and keeps nothing half-written, and a
+    command that returns with the flag set exits as stopped (seen once in CI: rc 0 after SIGTERM)."""
+    from analysis.core import stop
+    from analysis.engine.ensemble import run_ensemble
+
+    table = pd.DataFrame({"dose": [5.0, 10.0, 20.0, 30.0]}, index=pd.RangeIndex(4, name="sample"))
+    stop.REQUESTED.set()
+    try:
+        with pytest.raises(stop.Terminated):
+            run_ensemble(table, "rat", [0.0, 3600.0], ["glutamate_rel"], workers=0, chunk_size=1, out=tmp_path / "e")
+    finally:
+        stop.REQUESTED.clear()
+    assert not (tmp_path / "e" / "manifest.json").exists()  # the run is not committed
+    assert not list((tmp_path / "e").rglob(".*.parquet"))  # nothing half-written
+
+
 def test_sigterm_shuts_the_local_cluster_down_with_its_workers(tmp_path):
     """SIGTERM (a scheduler's or `kill`'s stop) ends the command like Ctrl-C: the local Dask cluster closes and no
     worker process is left computing, orphaned; the exit code is 143 and there is no traceback."""

@@ -26,7 +26,9 @@ from analysis.core.drugs import with_drug
 from analysis.core.io import write_atomic, write_text_atomic
 from analysis.core.model import ModelError, SimulationError, load_model
 from analysis.core.paths import RESULTS, ROOT, SPECIES
+from analysis.core import stop
 from analysis.core.simulate import DAY, DEFAULT_SCENARIOS, simulate, time_grid
+from analysis.core.stop import Terminated
 from analysis.core.tables import TableError
 from analysis.exchange.build import BuildError, build_all
 
@@ -310,12 +312,8 @@ def cmd_population(args: argparse.Namespace) -> int:
     return 0
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so that every ``finally`` runs: a local Dask cluster is shut down with its worker
-    processes (a plain SIGTERM left them running, orphaned, until their chunk ended)."""
-
-
 def _on_sigterm(signum, frame):  # noqa: ARG001 - the signal-handler signature
+    stop.REQUESTED.set()  # survives if the exception below is swallowed (analysis.core.stop)
     raise Terminated()
 
 
@@ -329,7 +327,8 @@ class _StopResender:
     starting a thread inside a GC callback can deadlock, sends it to the main thread 10 ms later, outside the
     callback (a real signal, so it also wakes a main thread that waits on a lock). :meth:`close` stops the helper
     before the handlers are restored, so nothing is sent after the command. Stops lost in other ways (an exception
-    cleared inside C code, a library that catches ``BaseException``) are not covered.
+    cleared inside C code, a library that catches ``BaseException``) are caught by the stop flag instead
+    (:mod:`analysis.core.stop`): the ensemble checks it after every chunk and the CLI when the command returns.
     """
 
     def __init__(self, previous_hook) -> None:
@@ -366,6 +365,7 @@ def _terminate_like_interrupt() -> Callable[[], None] | None:
     if threading.current_thread() is not threading.main_thread():
         return None
     hook = sys.unraisablehook
+    stop.REQUESTED.clear()
     handler = signal.signal(signal.SIGTERM, _on_sigterm)
     resender = _StopResender(hook)
     sys.unraisablehook = resender.hook
@@ -374,6 +374,7 @@ def _terminate_like_interrupt() -> Callable[[], None] | None:
         resender.close()
         sys.unraisablehook = hook
         signal.signal(signal.SIGTERM, handler if handler is not None else signal.SIG_DFL)
+        stop.REQUESTED.clear()
 
     return restore
 
@@ -489,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     restore = _terminate_like_interrupt()
     try:
         code = args.func(args)
+        stop.check()  # a SIGTERM swallowed where Python could not raise it: the command ran on, but was stopped
     except (ModelError, SimulationError, BuildError, TableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from analysis.core import stop
 from analysis.core.errors import ModelError, SimulationError, without_parameters
 from analysis.core.model import OBSERVABLES, CascadeModel, ModelSpec, check_times, load_model, model_spec
 from analysis.core.paths import SPECIES, sbml_path
@@ -382,6 +383,7 @@ def _run(table, times, observables, text, digest, client, workers, size, writer,
 
     def collect(i: int, result) -> None:
         nonlocal n_ok
+        stop.check()  # a stop (SIGTERM) whose exception was swallowed ends the run here, before the chunk is kept
         values, ok, failed = result
         bar.update(len(ok) + len(failed))
         n_ok += len(ok)
