@@ -22,11 +22,11 @@ from tqdm import tqdm
 
 from analysis.analyses.validate import read_targets, run_validation
 from analysis.calibration.fit import MIN_SAMPLES, N_SAMPLES
+from analysis.core import stop
 from analysis.core.drugs import with_drug
 from analysis.core.io import write_atomic, write_text_atomic
 from analysis.core.model import ModelError, SimulationError, load_model
 from analysis.core.paths import RESULTS, ROOT, SPECIES
-from analysis.core import stop
 from analysis.core.simulate import DAY, DEFAULT_SCENARIOS, simulate, time_grid
 from analysis.core.stop import Terminated
 from analysis.core.tables import TableError
