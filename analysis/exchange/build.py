@@ -52,6 +52,8 @@ QUALIFIERS = {
     "hasPart": libsbml.BQB_HAS_PART,
     "occursIn": libsbml.BQB_OCCURS_IN,
     "isHomologTo": libsbml.BQB_IS_HOMOLOG_TO,
+    "hasProperty": libsbml.BQB_HAS_PROPERTY,  # e.g. MOD:00696 (phosphorylated residue) on a phosphorylated form
+    "isPropertyOf": libsbml.BQB_IS_PROPERTY_OF,
 }
 #: Significant digits kept for the computed steady-state initial values.
 SS_DIGITS = 12

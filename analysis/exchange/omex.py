@@ -18,7 +18,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from analysis.core.io import write_atomic
 from analysis.core.model import OBSERVABLES
-from analysis.core.paths import SPECIES
+from analysis.core.paths import MODELS, SPECIES
 from analysis.exchange.metadata import CITATIONS, CREATOR, DESCRIPTION, LICENSE_URI, TAXA, TITLE, allowed_inputs
 from analysis.exchange.sedml import SEDML_NAME, sbml_file_name, standard_experiments
 
@@ -73,6 +73,13 @@ def archive_entries() -> list[Entry]:
         for sp in SPECIES
         for name in PETAB_FILES
     ]
+    entries.append(
+        Entry(
+            "drugs.tsv",
+            FORMATS["tsv"],
+            "drug presets: the SBML parameter values of each drug and species (experiments human_drugs, rat_drugs)",
+        )
+    )
     entries.append(Entry("README.md", FORMATS["markdown"], "what is in this archive and how to run it"))
     return entries
 
@@ -181,7 +188,7 @@ def readme_text(entries: list[Entry]) -> str:
         "",
         "Model time unit second, substance umol, volume litre (concentrations in uM). Observables: "
         + ", ".join(f"`{o}`" for o in OBSERVABLES)
-        + ". Inputs (units in each parameter's notes in the SBML; `infusion_duration`, `dose_intranasal`, "
+        + "; human also `madrs_change` (MADRS points relative to placebo). Inputs (units in each parameter's notes in the SBML; `infusion_duration`, `dose_intranasal`, "
         "`dose_step2` and `dose_step3` are human only) and their allowed values: "
         + allowed_inputs()
         + ". Simulators other than the package do not check them (an `infusion_duration` of 0 divides by zero).",
@@ -206,8 +213,9 @@ def readme_text(entries: list[Entry]) -> str:
         "",
         "## Simulation experiments (SED-ML)",
         "",
-        "Every experiment simulates 7 days (604800 s, one output per minute) with CVODE from the drug-free steady "
-        "state and reports every observable against time; one plot per observable compares the scenarios.",
+        "Every experiment simulates 7 days (604800 s, one output per minute; `human_drugs` 14 days) with CVODE from "
+        "the drug-free steady state and reports every observable against time (the contract observables, and "
+        "`madrs_change` for human); one plot per observable compares the scenarios.",
         "",
         *_experiment_lines(),
         "",
@@ -239,7 +247,11 @@ def write_omex(sbml_dir: Path, path: Path | None = None) -> Path:
     """
     sbml_dir = Path(sbml_dir)
     entries = archive_entries()
-    generated = {"README.md": readme_text(entries).encode("utf-8"), **petab_members()}
+    generated = {
+        "README.md": readme_text(entries).encode("utf-8"),
+        "drugs.tsv": (MODELS / "drugs.tsv").read_bytes(),  # the model source's preset table, as it is
+        **petab_members(),
+    }
     members = [("manifest.xml", manifest_xml(entries).encode()), ("metadata.rdf", metadata_rdf(entries).encode())]
     for e in entries:
         if e.location in generated:

@@ -8,7 +8,8 @@ second) for 7 days (the drug presets for 14 days) and report every contract obse
 * ``human_infusion`` - human, 0.5 mg/kg IV infusion over 2400 s;
 * ``rat_ip`` - rat, 10 mg/kg i.p.;
 * ``rat_dose`` - rat, 3, 10, 30 and 200 mg/kg i.p.;
-* ``rat_interventions`` - rat, 10 mg/kg i.p. with control, rapamycin, NBQX, anti-BDNF and Val66Met;
+* ``rat_interventions`` - rat, 10 mg/kg i.p. with control, rapamycin, NBQX, anti-BDNF and Val66Met, and the three
+  inhibitors alone (no ketamine);
 * ``human_drugs`` - human, each drug preset of ``models/drugs.tsv`` at its clinical dose, 14 days;
 * ``rat_drugs`` - rat, 10 mg/kg i.p. of the racemate, esketamine and arketamine presets.
 
@@ -175,10 +176,15 @@ def standard_experiments() -> list[Experiment]:
         ),
         Experiment(
             "rat_interventions",
-            "Rat, 10 mg/kg i.p. with interventions",
+            "Rat, 10 mg/kg i.p. with interventions, and each inhibitor alone (no ketamine) as its control",
             tuple(
                 Scenario(f"rat_{key}", "rat", {"dose": 10.0, **extra}, f"rat 10 mg/kg i.p., {label}")
                 for key, (extra, label) in interventions.items()
+            )
+            + tuple(  # an inhibitor held for 7 days lowers synaptic proteins and spines on its own
+                Scenario(f"rat_{key}_alone", "rat", {"dose": 0.0, **extra}, f"rat, no ketamine, {label}")
+                for key, (extra, label) in interventions.items()
+                if key in ("rapamycin", "nbqx", "anti_bdnf")
             ),
         ),
         Experiment(
