@@ -188,7 +188,8 @@ def readme_text(entries: list[Entry]) -> str:
         "",
         "Model time unit second, substance umol, volume litre (concentrations in uM). Observables: "
         + ", ".join(f"`{o}`" for o in OBSERVABLES)
-        + "; human also `madrs_change` (MADRS points relative to placebo). Inputs (units in each parameter's notes in the SBML; `infusion_duration`, `dose_intranasal`, "
+        + "; human also `madrs_change` (MADRS points relative to placebo). Inputs (units in each parameter's notes "
+        "in the SBML; `infusion_duration`, `dose_intranasal`, "
         "`dose_step2` and `dose_step3` are human only) and their allowed values: "
         + allowed_inputs()
         + ". Simulators other than the package do not check them (an `infusion_duration` of 0 divides by zero).",
