@@ -313,7 +313,7 @@ def cmd_population(args: argparse.Namespace) -> int:
 
 
 def _on_sigterm(signum, frame):  # noqa: ARG001 - the signal-handler signature
-    stop.REQUESTED.set()  # survives if the exception below is swallowed (analysis.core.stop)
+    stop.request()  # survives if the exception below is swallowed (analysis.core.stop)
     raise Terminated()
 
 
@@ -365,7 +365,7 @@ def _terminate_like_interrupt() -> Callable[[], None] | None:
     if threading.current_thread() is not threading.main_thread():
         return None
     hook = sys.unraisablehook
-    stop.REQUESTED.clear()
+    stop.clear()
     handler = signal.signal(signal.SIGTERM, _on_sigterm)
     resender = _StopResender(hook)
     sys.unraisablehook = resender.hook
@@ -374,7 +374,7 @@ def _terminate_like_interrupt() -> Callable[[], None] | None:
         resender.close()
         sys.unraisablehook = hook
         signal.signal(signal.SIGTERM, handler if handler is not None else signal.SIG_DFL)
-        stop.REQUESTED.clear()
+        stop.clear()
 
     return restore
 
@@ -410,6 +410,11 @@ def _describe_subcommands(sub: argparse._SubParsersAction) -> None:
         for action in parser._actions:
             if action.help is None and action.dest in generic:
                 action.help = generic[action.dest]
+
+
+def _terminated() -> int:
+    print("terminated; completed results are kept, nothing half-written (ensembles: --resume)", file=sys.stderr)
+    return 143
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -491,16 +496,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = args.func(args)
         stop.check()  # a SIGTERM swallowed where Python could not raise it: the command ran on, but was stopped
+    except Terminated:
+        return _terminated()
     except (ModelError, SimulationError, BuildError, TableError) as exc:
+        if stop.requested():  # a stop swallowed in C code can surface as a solver or model error
+            return _terminated()
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # output under a file, unwritable folder, full disk ...
+        if stop.requested():
+            return _terminated()
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         print(f"error: cannot write output{where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    except Terminated:
-        print("terminated; completed results are kept, nothing half-written (ensembles: --resume)", file=sys.stderr)
-        return 143
+    except Exception:
+        if stop.requested():
+            return _terminated()
+        raise
     except KeyboardInterrupt:
         print("interrupted; completed results are kept, nothing half-written (ensembles: --resume)", file=sys.stderr)
         return 130

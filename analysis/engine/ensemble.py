@@ -383,7 +383,6 @@ def _run(table, times, observables, text, digest, client, workers, size, writer,
 
     def collect(i: int, result) -> None:
         nonlocal n_ok
-        stop.check()  # a stop (SIGTERM) whose exception was swallowed ends the run here, before the chunk is kept
         values, ok, failed = result
         bar.update(len(ok) + len(failed))
         n_ok += len(ok)
@@ -394,6 +393,7 @@ def _run(table, times, observables, text, digest, client, workers, size, writer,
             failures.extend(failed)
             if len(ok):
                 parts[i] = (values, ok)
+        stop.check()  # a stop (SIGTERM) whose exception was swallowed ends the run here, after this chunk is kept
 
     args = (times, observables, equilibrate, time_limit, reduce)
     try:
