@@ -43,9 +43,12 @@ def test_contract_ids_present_with_units(doc, species):
 
 def test_every_element_has_sbo_term(doc):
     m = doc.getModel()
-    for lst in (m.getListOfSpecies(), m.getListOfReactions(), m.getListOfParameters(), m.getListOfCompartments()):
+    lists = (m.getListOfSpecies(), m.getListOfReactions(), m.getListOfParameters(), m.getListOfCompartments())
+    for lst in (*lists, m.getListOfEvents()):
         for el in lst:
             assert el.isSetSBOTerm(), f"{el.getId()} has no SBO term"
+    for ev in m.getListOfEvents():  # a dose is a process (occurring entity), not a material entity
+        assert libsbml.SBO.isOccurringEntityRepresentation(ev.getSBOTerm()), ev.getId()
 
 
 def _resources(el):

@@ -52,7 +52,7 @@ QUALIFIERS = {
     "hasPart": libsbml.BQB_HAS_PART,
     "occursIn": libsbml.BQB_OCCURS_IN,
     "isHomologTo": libsbml.BQB_IS_HOMOLOG_TO,
-    "hasProperty": libsbml.BQB_HAS_PROPERTY,  # e.g. MOD:00696 (phosphorylated residue) on a phosphorylated form
+    "hasProperty": libsbml.BQB_HAS_PROPERTY,  # a phosphorylated form: MOD:00046 (phospho-Ser), 00047 (-Thr), 00696
     "isPropertyOf": libsbml.BQB_IS_PROPERTY_OF,
 }
 #: Significant digits kept for the computed steady-state initial values.

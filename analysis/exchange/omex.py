@@ -215,7 +215,8 @@ def readme_text(entries: list[Entry]) -> str:
         "## Simulation experiments (SED-ML)",
         "",
         "Every experiment simulates 7 days (604800 s, one output per minute; `human_drugs` 14 days) with CVODE from "
-        "the drug-free steady state and reports every observable against time (the contract observables, and "
+        "the drug-free steady state (`rat_val66met`: the genotype's own, set by its changes) and reports every "
+        "observable against time (the contract observables, and "
         "`madrs_change` for human); one plot per observable compares the scenarios.",
         "",
         *_experiment_lines(),

@@ -1,7 +1,7 @@
 """SED-ML (Level 1 Version 3) description of the standard simulation experiments.
 
 The experiments run the shipped SBML files (``ketamine_cascade_<species>.xml``, model time unit
-second) for 7 days (the drug presets for 14 days) and report every contract observable
+second) for 7 days (``human_drugs`` for 14 days) and report every contract observable
 (:data:`analysis.core.model.OBSERVABLES`), plus the species' own ones (``madrs_change`` for human,
 :data:`analysis.core.model.SPECIES_OBSERVABLES`), against time:
 
@@ -189,7 +189,7 @@ def standard_experiments() -> list[Experiment]:
         ),
         Experiment(
             "human_drugs",
-            "Human, drug presets of models/drugs.tsv at their clinical doses, 14 days",
+            "Human, drug presets (drugs.tsv) at their clinical doses, 14 days",
             drug_scenarios,
             days=14,  # memantine's constant 14-day input, and the compare-drugs horizon
         ),
