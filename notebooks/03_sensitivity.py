@@ -88,9 +88,9 @@ fig = plot_continuation(scans, {"mg_ext": "mM", "e_gaba": "mV"})
 # normalisation). This closes the loop activity -> BDNF -> TrkB -> programme -> spines -> excitation.
 # `synapse_drive_loop` gives each stage's steady-state response to a sustained change of the pyramidal excitatory
 # conductances with the loop open (homeostats free) and the leading eigenvalue of the drug-free state at every share.
-# v2's chain answered 1 % more tonic excitation with ~80 % more spines; v2.1's adapts (BDNF store, constitutive
-# programme, formation adaptation), so the open-loop gain is ~1 and the state is stable at every share, for the
-# normalisation times at both ends of their range.
+# v2's chain answered 1 % more tonic excitation with ~24 % more spines (homeostats free; 78 % with them held);
+# v2.1's adapts (BDNF store, constitutive programme, formation adaptation), so the open-loop gain is ~1.2 and the
+# state is stable at every share, for the normalisation times at both ends of their range.
 
 # %%
 from analysis.plots import plot_synapse_drive_loop
