@@ -412,14 +412,20 @@ def test_a_swallowed_stop_still_ends_an_ensemble_at_its_next_chunk(tmp_path):
 
 
 @pytest.mark.parametrize("outcome", ["returns", "model error", "unexpected error"])
-def test_a_command_that_ran_on_after_a_swallowed_stop_exits_as_stopped(monkeypatch, capsys, outcome):
-    """The CLI checks the stop flag when a command returns or fails: exit 143 with the one-line message, whatever
-    the command did after the swallowed stop; the flag is cleared when the command ends."""
+@pytest.mark.parametrize(
+    ("signum", "code", "word"), [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")]
+)
+def test_a_command_that_ran_on_after_a_swallowed_stop_exits_as_stopped(
+    monkeypatch, capsys, outcome, signum, code, word
+):
+    """The CLI checks the stop record when a command returns or fails: exit 143 after SIGTERM, 130 after Ctrl-C,
+    with the one-line message, whatever the command did after the swallowed stop; the record is cleared when the
+    command ends."""
     from analysis.cli import commands
     from analysis.core import stop
 
     def command(args):  # noqa: ARG001 - the command signature
-        stop.request()  # as the SIGTERM handler does, with its exception swallowed
+        stop.request(signum)  # as the signal handler does, with its exception swallowed
         if outcome == "model error":
             raise ModelError("a stop cleared inside C code, seen as a failed run")
         if outcome == "unexpected error":
@@ -427,9 +433,28 @@ def test_a_command_that_ran_on_after_a_swallowed_stop_exits_as_stopped(monkeypat
         return 0
 
     monkeypatch.setattr(commands, "cmd_validate", command)
-    assert commands.main(["validate"]) == 143
-    assert "terminated" in capsys.readouterr().err
+    assert commands.main(["validate"]) == code
+    assert word in capsys.readouterr().err
     assert not stop.requested()
+
+
+def test_a_sigterm_is_not_downgraded_by_a_later_ctrl_c():
+    from analysis.core import stop
+
+    try:
+        stop.request(signal.SIGTERM)
+        stop.request(signal.SIGINT)
+        with pytest.raises(stop.Terminated):
+            stop.check()
+    finally:
+        stop.clear()
+    stop.request(signal.SIGINT)
+    try:
+        with pytest.raises(KeyboardInterrupt) as info:
+            stop.check()
+        assert not isinstance(info.value, stop.Terminated)
+    finally:
+        stop.clear()
 
 
 def test_a_stale_stop_request_does_not_stop_the_next_command(monkeypatch):

@@ -312,9 +312,9 @@ def cmd_population(args: argparse.Namespace) -> int:
     return 0
 
 
-def _on_sigterm(signum, frame):  # noqa: ARG001 - the signal-handler signature
-    stop.request()  # survives if the exception below is swallowed (analysis.core.stop)
-    raise Terminated()
+def _on_stop_signal(signum, frame):  # noqa: ARG001 - the signal-handler signature
+    stop.request(signum)  # survives if the exception below is swallowed (analysis.core.stop)
+    raise stop.exception()
 
 
 class _StopResender:
@@ -327,8 +327,8 @@ class _StopResender:
     starting a thread inside a GC callback can deadlock, sends it to the main thread 10 ms later, outside the
     callback (a real signal, so it also wakes a main thread that waits on a lock). :meth:`close` stops the helper
     before the handlers are restored, so nothing is sent after the command. Stops lost in other ways (an exception
-    cleared inside C code, a library that catches ``BaseException``) are caught by the stop flag instead
-    (:mod:`analysis.core.stop`): the ensemble checks it after every chunk and the CLI when the command returns.
+    cleared inside C code, a library that catches ``BaseException``) are caught by the stop record instead
+    (:mod:`analysis.core.stop`): the ensemble checks it after every chunk and the CLI when the command ends.
     """
 
     def __init__(self, previous_hook) -> None:
@@ -359,21 +359,23 @@ class _StopResender:
 
 
 def _terminate_like_interrupt() -> Callable[[], None] | None:
-    """While a command runs (main thread only): handle SIGTERM as :class:`Terminated`, and send again a stop signal
+    """While a command runs (main thread only): handle SIGTERM as :class:`Terminated` and Ctrl-C as
+    ``KeyboardInterrupt``, both recorded as a stop request (:mod:`analysis.core.stop`), and send again a stop signal
     that landed where Python cannot raise (:class:`_StopResender`). Returns the function that restores what was
     replaced, or None if nothing was installed (not the main thread)."""
     if threading.current_thread() is not threading.main_thread():
         return None
     hook = sys.unraisablehook
     stop.clear()
-    handler = signal.signal(signal.SIGTERM, _on_sigterm)
+    handlers = {sig: signal.signal(sig, _on_stop_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     resender = _StopResender(hook)
     sys.unraisablehook = resender.hook
 
     def restore() -> None:
         resender.close()
         sys.unraisablehook = hook
-        signal.signal(signal.SIGTERM, handler if handler is not None else signal.SIG_DFL)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
         stop.clear()
 
     return restore
@@ -412,9 +414,11 @@ def _describe_subcommands(sub: argparse._SubParsersAction) -> None:
                 action.help = generic[action.dest]
 
 
-def _terminated() -> int:
-    print("terminated; completed results are kept, nothing half-written (ensembles: --resume)", file=sys.stderr)
-    return 143
+def _stopped(terminated: bool) -> int:
+    """The one-line message and exit code of a stopped command: 143 after SIGTERM, 130 after Ctrl-C."""
+    what = "terminated" if terminated else "interrupted"
+    print(f"{what}; completed results are kept, nothing half-written (ensembles: --resume)", file=sys.stderr)
+    return 143 if terminated else 130
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -495,27 +499,24 @@ def main(argv: list[str] | None = None) -> int:
     restore = _terminate_like_interrupt()
     try:
         code = args.func(args)
-        stop.check()  # a SIGTERM swallowed where Python could not raise it: the command ran on, but was stopped
-    except Terminated:
-        return _terminated()
+        stop.check()  # a stop swallowed where Python could not raise it: the command ran on, but was stopped
+    except KeyboardInterrupt as exc:  # Ctrl-C, or Terminated (SIGTERM)
+        return _stopped(isinstance(exc, Terminated) or stop.requested() == signal.SIGTERM)
     except (ModelError, SimulationError, BuildError, TableError) as exc:
         if stop.requested():  # a stop swallowed in C code can surface as a solver or model error
-            return _terminated()
+            return _stopped(stop.requested() == signal.SIGTERM)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # output under a file, unwritable folder, full disk ...
         if stop.requested():
-            return _terminated()
+            return _stopped(stop.requested() == signal.SIGTERM)
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         print(f"error: cannot write output{where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except Exception:
         if stop.requested():
-            return _terminated()
+            return _stopped(stop.requested() == signal.SIGTERM)
         raise
-    except KeyboardInterrupt:
-        print("interrupted; completed results are kept, nothing half-written (ensembles: --resume)", file=sys.stderr)
-        return 130
     finally:
         if restore is not None:
             restore()
