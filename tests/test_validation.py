@@ -32,7 +32,7 @@ KNOWN_FAILURES = {
     "translation and BDNF synthesis by ~0.2 % for as long as it is given, a synaptic signal 1/7 of the racemate's at "
     "24 h; "
     "the empirical MADRS link fitted to the three ketamine/esketamine points is steep at small effects (madrs_x50 "
-    "0.008) and turns it into -2.7 points (band +-2). In v2 the signal was cancelled by an over-sensitive Ca2+ -> "
+    "0.0086) and turns it into -2.6 points (band +-2). In v2 the signal was cancelled by an over-sensitive Ca2+ -> "
     "programme chain",
 }
 TARGETS = read_targets()
