@@ -201,8 +201,8 @@ def readme_text(entries: list[Entry]) -> str:
         "simulate. The SED-ML experiments change inputs with `changeAttribute` on the SBML document, i.e. before the "
         "model is loaded, and list only inputs that differ from the SBML's values. To dose again in "
         "libroadrunner or tellurium, move `t_dose` past the current time and continue without a reset; in COPASI, "
-        "carry the end state into the model (basico `update_model=True`), set any state left at a subnormal value "
-        "(|x| < 1e-300) to 0 (COPASI's LSODA cannot start from one), move `t_dose` and run again (the "
+        "carry the end state into the model (basico `update_model=True`), set any state left below 1e-200 "
+        "particles to 0 (COPASI's LSODA cannot start from a value near underflow), move `t_dose` and run again (the "
         "repository's README has the code). Every `*_rel` is relative to the shipped drug-free state (the constant "
         "`*_baseline` parameters).",
         "",
