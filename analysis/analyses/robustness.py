@@ -422,9 +422,9 @@ def synapse_drive_loop(
     * ``elasticities`` - the steady-state response of each stage of :data:`LOOP_STAGES` to a sustained change of
       the excitatory conductances with the loop open (share 0; homeostats free, as in the animal): d ln y / d ln g;
     * ``open_loop_gain`` - that of ``spine_synapses``, K.  Without normalisation the loop's DC gain at share a is
-      a K (model v2.1: K ~ 1.2, against ~80 in v2, whose three cooperative steps made the drug-free synaptic state
-      hypersensitive to tonic activity); the normalisation removes the DC path, and with a K this small no
-      normalisation time of the table's range (1-14 d) lets the loop outgrow the homeostats;
+      a K (model v2.1: K ~ 1.2, against ~24 in v2, 78 with the homeostats held: its three cooperative steps made
+      the drug-free synaptic state hypersensitive to tonic activity); the normalisation removes the DC path, and
+      with a K this small no normalisation time of the table's range (1-14 d) lets the loop outgrow the homeostats;
     * ``scan`` - DataFrame over ``shares`` (default 0 to 1): ``max_real`` (1/s), the largest real part of the
       eigenvalues of the drug-free Jacobian (on its invariant subspace) at that share, and ``period_days`` of that
       mode (inf if real), one row per distinct share, ascending;

@@ -19,7 +19,7 @@ import pandas as pd
 from analysis.core.io import write_atomic
 from analysis.core.model import OBSERVABLES, ModelError
 from analysis.core.paths import RESULTS, SPECIES
-from analysis.core.simulate import DEFAULT_SCENARIOS
+from analysis.core.simulate import DAY, DEFAULT_SCENARIOS
 
 GLOBAL_METHODS = ("morris", "sobol")
 #: Default wall-clock limit per parameter set of the global methods (s): a regular 2-day rat run with its drug-free
@@ -254,13 +254,12 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         f"homeostat loop: damping ratio {loop['damping_ratio']:.2f} (>= 1: no oscillation) at Narp weight "
         f"{loop['narp_weight']:g}; the loop rings below {loop['critical_narp_weight']:.3f}"
     )
-    days = 86400.0
     norm = read_parameters(args.species)[R.NORMALISATION]
     loops = {
-        f"normalisation {tau / days:g} d": R.synapse_drive_loop(args.species, parameters={R.NORMALISATION: tau})
+        f"normalisation {tau / DAY:g} d": R.synapse_drive_loop(args.species, parameters={R.NORMALISATION: tau})
         for tau in (norm.lower, norm.value, norm.upper)
     }
-    shipped = loops[f"normalisation {norm.value / days:g} d"]
+    shipped = loops[f"normalisation {norm.value / DAY:g} d"]
     for name, loop in loops.items():
         write_csv(loop["scan"], out / f"synapse_drive_{name.replace(' ', '_')}.csv")
     write_csv(shipped["elasticities"].rename("elasticity").to_frame(), out / "loop_elasticities.csv")
