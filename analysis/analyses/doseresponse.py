@@ -38,6 +38,7 @@ INTERVENTIONS = {
     "rapamycin": {"inhib_mtorc1": 1.0},
     "NBQX": {"inhib_ampa": 0.9},
     "anti-BDNF": {"inhib_trkb": 0.9},
+    "L-type blocker": {"inhib_ltype": 0.9},
     "Val66Met": {"bdnf_secretion": 0.5},
 }
 #: Human infusion durations compared by default (s): 1 min (bolus-like), 10 min, 40 min (standard), 100 min.

@@ -331,7 +331,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=str(RESULTS / "dose_response"))
     p.set_defaults(func=cmd_dose_response)
 
-    p = subparsers.add_parser("interventions", help="rapamycin, NBQX, anti-BDNF, Val66Met vs control; regimens")
+    p = subparsers.add_parser(
+        "interventions", help="rapamycin, NBQX, anti-BDNF, L-type blocker, Val66Met vs control; regimens"
+    )
     p.add_argument("--species", choices=SPECIES, default="rat")
     p.add_argument("--dose", type=float, help="mg/kg (default: the species' default scenario)")
     p.add_argument("--days", type=float, default=7.0, help="simulated days after the (last) dose")
