@@ -8,8 +8,8 @@ second) for 7 days (``human_drugs`` for 14 days) and report every contract obser
 * ``human_infusion`` - human, 0.5 mg/kg IV infusion over 2400 s;
 * ``rat_ip`` - rat, 10 mg/kg i.p.;
 * ``rat_dose`` - rat, 3, 10, 30 and 200 mg/kg i.p.;
-* ``rat_interventions`` - rat, 10 mg/kg i.p. with control, rapamycin, NBQX, anti-BDNF and Val66Met, and the three
-  inhibitors alone (no ketamine);
+* ``rat_interventions`` - rat, 10 mg/kg i.p. with control, rapamycin, NBQX, anti-BDNF, an L-type channel blocker and
+  Val66Met, and the four inhibitors alone (no ketamine);
 * ``human_drugs`` - human, each drug preset of ``models/drugs.tsv`` at its clinical dose, 14 days;
 * ``rat_drugs`` - rat, 10 mg/kg i.p. of the racemate, esketamine and arketamine presets.
 
@@ -128,6 +128,7 @@ def standard_experiments() -> list[Experiment]:
         "rapamycin": ({"inhib_mtorc1": 1.0}, "rapamycin (mTORC1 fully inhibited)"),
         "nbqx": ({"inhib_ampa": 0.9}, "NBQX (AMPA receptors 90% antagonised)"),
         "anti_bdnf": ({"inhib_trkb": 0.9}, "anti-BDNF (TrkB signalling 90% blocked)"),
+        "ltype": ({"inhib_ltype": 0.9}, "L-type Ca2+ channel blocker (90% of L-type Ca2+ entry blocked)"),
         "val66met": (
             {"bdnf_secretion": 0.5},
             "Val66Met (BDNF sorting into the regulated pathway halved; from its drug-free state)",
@@ -184,7 +185,7 @@ def standard_experiments() -> list[Experiment]:
             + tuple(  # an inhibitor held for 7 days lowers synaptic proteins and spines on its own
                 Scenario(f"rat_{key}_alone", "rat", {"dose": 0.0, **extra}, f"rat, no ketamine, {label}")
                 for key, (extra, label) in interventions.items()
-                if key in ("rapamycin", "nbqx", "anti_bdnf")
+                if key in ("rapamycin", "nbqx", "anti_bdnf", "ltype")
             ),
         ),
         Experiment(
