@@ -67,3 +67,13 @@ def test_runs_do_not_leak_into_each_other(model):
     model.simulate(t, {"dose": 3.0, "inhib_mtorc1": 1.0, "t_dose": 600.0})
     b = model.simulate(t, {"dose": 1.0})
     assert np.array_equal(a.values, b.values)
+
+
+def test_values_set_directly_on_the_roadrunner_object_do_not_leak(model):
+    """A re-dose recipe sets inputs on ``model.rr`` directly; the next ``simulate`` starts from the shipped values."""
+    t = np.linspace(0, DAY, 97)
+    a = model.simulate(t, {"dose": 1.0})
+    model.rr["t_dose"] = 1e30  # disarm the dose, as a user re-dosing by hand might
+    model.rr["kon_ket"] = 0.5 * model.defaults["kon_ket"]
+    b = model.simulate(t, {"dose": 1.0})
+    assert np.array_equal(a.values, b.values)

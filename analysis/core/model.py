@@ -285,8 +285,10 @@ class CascadeModel(ModelSpec):
     def apply(self, values: Mapping[str, object]) -> None:
         """Set parameters (all others back to their shipped values), then reset the state."""
         values = self.check_parameters(values)
-        # one call to the model for all of them (as rr[pid] = x for each global parameter, much cheaper)
-        restore = {pid: self.defaults[pid] for pid in self._changed - set(values)}
+        # One call to the model for all of them (as rr[pid] = x for each global parameter, much cheaper).  Every
+        # parameter not in ``values`` is restored, not only those this object changed: a value set directly on
+        # ``self.rr`` (e.g. ``rr["t_dose"]`` in a re-dose recipe) must not leak into the next run (~15 us).
+        restore = {pid: x for pid, x in self.defaults.items() if pid not in values}
         steady_state.set_parameters(self.rr, self.space, {**restore, **values})
         self._changed = {p for p, x in values.items() if x != self.defaults[p]}
         self.rr.reset()  # after setting inputs: events due at t = 0 fire with the new values
